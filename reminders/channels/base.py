@@ -1,0 +1,56 @@
+"""The channel interface and the values that cross it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One rendered message to one recipient."""
+
+    #: The outbox row this message delivers.
+    reminder_id: int
+    #: ``sms`` or ``email``.
+    channel: str
+    #: E.164 phone number or email address.
+    to: str
+    #: SMS body or plain-text email body.
+    text: str
+    #: Email subject ("" for SMS).
+    subject: str = ""
+    #: Email HTML ("" for SMS).
+    html: str = ""
+    #: Deterministic id (email Message-ID) so a resend can be recognised.
+    message_id: str = ""
+    #: The provider must not deliver after this instant (UTC).
+    expires_at: datetime | None = None
+    #: Patient id, for the console's dry-run display only; never sent to a provider.
+    patient_id: str = ""
+    #: Local send time text for the console's display ("Mon 2026-11-23 10:00 EST").
+    local_time: str = ""
+    #: One-click unsubscribe URL for email headers, when a public URL is configured.
+    unsubscribe_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the provider said when it accepted a message."""
+
+    #: Provider's id (Twilio SID, SMTP Message-ID).
+    provider_id: str
+    #: ``sent`` (accepted by the provider) or ``delivered`` (known delivered).
+    status: str = "sent"
+
+
+class Channel(Protocol):
+    """Sends a message or raises a :class:`~reminders.errors.DeliveryError` subclass."""
+
+    #: ``sms`` or ``email``.
+    name: str
+
+    def send(self, message: Message) -> Receipt:
+        """Deliver ``message``; return the provider's receipt."""
+        ...

@@ -1,0 +1,338 @@
+"""Reading and validating ``schedules.yaml`` into a :class:`~reminders.models.Schedules`.
+
+Validation stops at the first error: a broken ``schedules.yaml`` changes nothing,
+so one precise message is more useful than a cascade.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import phonenumbers
+import yaml
+
+from reminders.durations import parse_clock, parse_day_offset, parse_duration
+from reminders.errors import ScheduleError
+from reminders.fields import attribute_text, normalise_email
+from reminders.models import (
+    CHANNELS,
+    Channel,
+    Clinic,
+    Milestone,
+    Protocol,
+    Repeat,
+    Schedules,
+    SendWindow,
+)
+from reminders.yamlio import load_yaml
+
+SCHEDULES_FILE: Final = "schedules.yaml"
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_LANGUAGE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
+
+
+def load_zone(name: str) -> ZoneInfo:
+    """The IANA zone called ``name``; raises ValueError for an unknown or malformed name."""
+    if name not in _zone_names():
+        raise ValueError(f"unknown IANA time zone {name!r} (e.g. 'America/New_York')")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:  # pragma: no cover - guarded above
+        raise ValueError(f"unknown IANA time zone {name!r}") from exc
+
+
+_ZONES: set[str] = set()
+
+
+def _zone_names() -> set[str]:
+    if not _ZONES:
+        _ZONES.update(available_timezones())
+    return _ZONES
+
+
+class _Reader:
+    """Walks the raw YAML, raising ScheduleError that names record and field."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, record: str, field: str, message: str) -> ScheduleError:
+        return ScheduleError(self.file, message, record=record, field=field)
+
+    def mapping(self, value: object, record: str, field: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(record, field, f"expected a mapping, got {type(value).__name__}")
+        return cast(Mapping[str, Any], value)
+
+    def text(
+        self, block: Mapping[str, Any], key: str, record: str, *, default: str | None = None
+    ) -> str:
+        value = block.get(key, default)
+        if value is None:
+            raise self.fail(record, key, "is required")
+        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+            raise self.fail(record, key, f"expected text, got {value!r}")
+        return str(value).strip()
+
+    def only(self, block: Mapping[str, Any], allowed: set[str], record: str) -> None:
+        unknown = sorted(str(key) for key in set(block) - allowed)
+        if unknown:
+            raise self.fail(
+                record, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})"
+            )
+
+    def convert(self, parse: Any, value: object, record: str, field: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise self.fail(record, field, str(exc)) from None
+
+    def channels(self, value: object, record: str, field: str) -> tuple[Channel, ...]:
+        items = value if isinstance(value, list) else [value]
+        result: list[Channel] = []
+        for item in items:
+            if item not in CHANNELS:
+                raise self.fail(
+                    record, field, f"unknown channel {item!r} (known: {', '.join(CHANNELS)})"
+                )
+            if item not in result:
+                result.append(cast(Channel, item))
+        if not result:
+            raise self.fail(record, field, "needs at least one channel")
+        return tuple(result)
+
+
+def load_schedules(config_dir: Path) -> Schedules:
+    """Read ``config_dir/schedules.yaml``; raises ScheduleError naming record and field."""
+    path = config_dir / SCHEDULES_FILE
+    file = str(path)
+    try:
+        raw = load_yaml(path)
+    except FileNotFoundError:
+        raise ScheduleError(
+            file, "file not found (use --config DIR or REMINDERS_CONFIG_DIR)"
+        ) from None
+    except OSError as exc:
+        raise ScheduleError(file, f"cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ScheduleError(file, f"not valid YAML: {exc}") from None
+    return parse_schedules(raw, file)
+
+
+def parse_schedules(raw: object, file: str) -> Schedules:
+    """Validate the parsed YAML document of a schedules file."""
+    r = _Reader(file)
+    doc = r.mapping(raw, "", "")
+    r.only(doc, {"clinic", "defaults", "protocols"}, "")
+    clinic = _clinic(r, r.mapping(doc.get("clinic"), "clinic", ""))
+
+    defaults = r.mapping(doc.get("defaults", {}), "defaults", "")
+    r.only(
+        defaults,
+        {"protocol", "send_time", "send_window", "expires_after", "languages", "channels"},
+        "defaults",
+    )
+    send_time = r.convert(parse_clock, defaults.get("send_time", "10:00"), "defaults", "send_time")
+    window = r.convert(
+        _window, defaults.get("send_window", "08:00-20:00"), "defaults", "send_window"
+    )
+    if not window.contains(send_time):
+        raise r.fail("defaults", "send_time", f"{send_time:%H:%M} is outside send_window {window}")
+    expiry = r.convert(
+        parse_duration, defaults.get("expires_after", "1 day"), "defaults", "expires_after"
+    )
+    languages_raw = defaults.get("languages", ["en"])
+    if not isinstance(languages_raw, list) or not languages_raw:
+        raise r.fail("defaults", "languages", "expected a list of language codes, e.g. [en, es]")
+    for language in languages_raw:
+        if not isinstance(language, str) or not _LANGUAGE.match(language):
+            raise r.fail("defaults", "languages", f"{language!r} is not a language code like 'en'")
+    channels = r.channels(defaults.get("channels", list(CHANNELS)), "defaults", "channels")
+
+    protocols_raw = r.mapping(doc.get("protocols"), "protocols", "")
+    if not protocols_raw:
+        raise r.fail("protocols", "", "at least one protocol is required")
+    context = _MilestoneDefaults(send_time, window, expiry, channels)
+    protocols = {
+        str(pid): _protocol(r, str(pid), body, context) for pid, body in protocols_raw.items()
+    }
+    default_protocol = defaults.get("protocol")
+    if default_protocol is not None and (
+        not isinstance(default_protocol, str) or default_protocol not in protocols
+    ):
+        raise r.fail("defaults", "protocol", f"no protocol named {default_protocol!r}")
+
+    fingerprint = hashlib.blake2b(
+        json.dumps(_canonical(raw), sort_keys=True, default=str).encode(), digest_size=16
+    ).hexdigest()
+    return Schedules(
+        clinic=clinic,
+        default_protocol=default_protocol,
+        send_window=window,
+        languages=tuple(languages_raw),
+        protocols=protocols,
+        fingerprint=fingerprint,
+    )
+
+
+def _canonical(value: object) -> object:
+    """``value`` with every mapping key as text, so ``sort_keys`` never compares int with str."""
+    if isinstance(value, Mapping):
+        return {str(key): _canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    return value
+
+
+def _window(text: object) -> SendWindow:
+    parts = str(text).split("-")
+    if len(parts) != 2:
+        raise ValueError(f"expected 'HH:MM-HH:MM', got {text!r}")
+    window = SendWindow(parse_clock(parts[0]), parse_clock(parts[1]))
+    if window.start >= window.end:
+        raise ValueError(f"the window must start before it ends on the same day, got {text!r}")
+    return window
+
+
+def _clinic(r: _Reader, block: Mapping[str, Any]) -> Clinic:
+    r.only(
+        block, {"name", "short_name", "phone", "coordinator_email", "timezone", "country"}, "clinic"
+    )
+    name = r.text(block, "name", "clinic")
+    country = r.text(block, "country", "clinic", default="US").upper()
+    if country not in phonenumbers.SUPPORTED_REGIONS:
+        raise r.fail("clinic", "country", f"unknown ISO 3166 region {country!r}")
+    phone_raw = r.text(block, "phone", "clinic")
+    try:
+        number = phonenumbers.parse(phone_raw, country)
+    except phonenumbers.NumberParseException as exc:
+        raise r.fail("clinic", "phone", f"not a phone number: {exc}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise r.fail("clinic", "phone", f"{phone_raw!r} is not a valid phone number")
+    timezone = r.text(block, "timezone", "clinic")
+    r.convert(load_zone, timezone, "clinic", "timezone")
+    coordinator = block.get("coordinator_email")
+    if coordinator is not None:
+        coordinator = r.convert(normalise_email, coordinator, "clinic", "coordinator_email")
+    return Clinic(
+        name=name,
+        short_name=r.text(block, "short_name", "clinic", default=name),
+        phone=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+        phone_display=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL),
+        timezone=timezone,
+        country=country,
+        coordinator_email=coordinator,
+    )
+
+
+class _MilestoneDefaults:
+    def __init__(
+        self,
+        send_time: Any,
+        window: SendWindow,
+        expiry: timedelta,
+        channels: tuple[Channel, ...],
+    ) -> None:
+        self.send_time = send_time
+        self.window = window
+        self.expiry = expiry
+        self.channels = channels
+
+
+def _protocol(r: _Reader, pid: str, raw: object, d: _MilestoneDefaults) -> Protocol:
+    record = f"protocols.{pid}"
+    if not _ID.match(pid):
+        raise r.fail(record, "", "protocol ids are lowercase letters, digits and dashes")
+    body = r.mapping(raw, record, "")
+    r.only(body, {"title", "version", "milestones"}, record)
+    version = body.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise r.fail(record, "version", f"expected a whole number >= 1, got {version!r}")
+    milestones_raw = body.get("milestones")
+    if not isinstance(milestones_raw, list) or not milestones_raw:
+        raise r.fail(record, "milestones", "expected a non-empty list of milestones")
+    milestones: list[Milestone] = []
+    for index, item in enumerate(milestones_raw):
+        milestone = _milestone(r, f"{record}.milestones[{index}]", item, d)
+        if any(m.id == milestone.id for m in milestones):
+            raise r.fail(
+                f"{record}.milestones[{index}] id={milestone.id}", "id", "duplicate milestone id"
+            )
+        milestones.append(milestone)
+    return Protocol(
+        id=pid,
+        title=r.text(body, "title", record, default=pid),
+        version=version,
+        milestones=tuple(milestones),
+    )
+
+
+def _milestone(r: _Reader, where: str, raw: object, d: _MilestoneDefaults) -> Milestone:
+    body = r.mapping(raw, where, "")
+    mid = body.get("id")
+    if not isinstance(mid, str) or not _ID.match(mid):
+        raise r.fail(where, "id", "required: lowercase letters, digits and dashes")
+    record = f"{where} id={mid}"
+    r.only(
+        body,
+        {"id", "at", "send_time", "template", "channels", "expires_after", "repeat", "when"},
+        record,
+    )
+    if "at" not in body:
+        raise r.fail(record, "at", "is required, e.g. 'day 1' or 'week 6'")
+    offset = r.convert(parse_day_offset, body["at"], record, "at")
+    send_time = r.convert(
+        parse_clock, body.get("send_time", d.send_time.strftime("%H:%M")), record, "send_time"
+    )
+    if not d.window.contains(send_time):
+        raise r.fail(
+            record, "send_time", f"{send_time:%H:%M} is outside the send window {d.window}"
+        )
+    template = r.text(body, "template", record, default=mid)
+    if not _ID.match(template):
+        raise r.fail(record, "template", "template names are lowercase letters, digits and dashes")
+    channels = (
+        r.channels(body["channels"], record, "channels") if "channels" in body else d.channels
+    )
+    expiry = d.expiry
+    if "expires_after" in body:
+        expiry = r.convert(parse_duration, body["expires_after"], record, "expires_after")
+    if expiry <= timedelta(0):
+        raise r.fail(record, "expires_after", "must be longer than zero")
+    repeat = None
+    if "repeat" in body:
+        rep = r.mapping(body["repeat"], record, "repeat")
+        unknown = sorted(str(key) for key in set(rep) - {"every", "until"})
+        if unknown:
+            raise r.fail(record, f"repeat.{unknown[0]}", "unknown key (allowed: every, until)")
+        every = r.convert(parse_day_offset, rep.get("every"), record, "repeat.every")
+        until = r.convert(parse_day_offset, rep.get("until"), record, "repeat.until")
+        if every < 1:
+            raise r.fail(record, "repeat.every", "must be at least 1 day")
+        if until < offset:
+            raise r.fail(record, "repeat.until", "must not be before 'at'")
+        repeat = Repeat(every_days=every, until_days=until)
+    when: dict[str, tuple[str, ...]] = {}
+    if "when" in body:
+        for key, value in r.mapping(body["when"], record, "when").items():
+            values = value if isinstance(value, list) else [value]
+            if not values or not all(isinstance(v, str | int | bool) for v in values):
+                raise r.fail(record, f"when.{key}", "expected a value or a list of values")
+            when[str(key)] = tuple(attribute_text(v) for v in values)
+    return Milestone(
+        id=mid,
+        offset_days=offset,
+        send_time=send_time,
+        channels=channels,
+        template=template,
+        expires_after=expiry,
+        repeat=repeat,
+        when=when,
+    )

@@ -1,0 +1,376 @@
+"""Reading the patients file (YAML or CSV) into validated :class:`~reminders.models.Patient` values.
+
+A bad record never stops the others: it becomes a :class:`Problem` naming the file,
+the record and the field, and the sync leaves that patient's stored enrollment alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from reminders.config import load_zone
+from reminders.errors import PatientFileError
+from reminders.fields import attribute_text, normalise_email, normalise_phone
+from reminders.models import CHANNELS, FILE_STATUSES, Channel, Patient, Schedules
+from reminders.yamlio import load_yaml
+
+#: Default file name, looked up beside ``schedules.yaml``.
+PATIENTS_FILE: Final = "patients.yaml"
+#: Every column a record may carry.
+FIELDS: Final[tuple[str, ...]] = (
+    "id",
+    "first_name",
+    "last_name",
+    "phone",
+    "email",
+    "surgery_date",
+    "protocol",
+    "timezone",
+    "language",
+    "channels",
+    "status",
+    "attributes",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with one record of the patients file."""
+
+    #: The file.
+    file: str
+    #: The record, e.g. ``patients[3] id=P-1004`` or ``row 5 id=P-1004``.
+    record: str
+    #: The field at fault (empty when the record as a whole is wrong).
+    field: str
+    #: What is wrong.
+    message: str
+    #: The record's id when it has one: that patient's stored enrollment is left untouched.
+    patient_id: str | None = None
+
+    def __str__(self) -> str:
+        return ": ".join(p for p in (self.file, self.record, self.field, self.message) if p)
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A record as read from the file, before validation."""
+
+    #: Where it is, e.g. ``patients[3]`` or ``row 5``.
+    position: str
+    #: Its fields as read.
+    fields: Mapping[str, Any]
+
+    @property
+    def patient_id(self) -> str | None:
+        """The id as written, if any."""
+        value = self.fields.get("id")
+        text = "" if value is None else str(value).strip()
+        return text or None
+
+    @property
+    def label(self) -> str:
+        """``patients[3] id=P-1004``."""
+        pid = self.patient_id
+        return f"{self.position} id={pid}" if pid else self.position
+
+    def digest(self, salt: str) -> str:
+        """Digest of the raw fields plus ``salt`` (the schedules fingerprint)."""
+        payload = json.dumps(self.fields, sort_keys=True, default=str, separators=(",", ":"))
+        return hashlib.blake2b((salt + payload).encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class PatientFile:
+    """The outcome of reading a patients file."""
+
+    #: The file read.
+    path: Path
+    #: Valid records, in file order.
+    patients: list[Patient] = field(default_factory=list)
+    #: Everything wrong, in file order.
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def rejected_ids(self) -> set[str]:
+        """Ids of records that failed: their stored enrollments stay as they are."""
+        return {p.patient_id for p in self.problems if p.patient_id}
+
+
+def patients_path(config_dir: Path, override: str | os.PathLike[str] | None = None) -> Path:
+    """The patients file: ``override``, else ``REMINDERS_PATIENTS``, else beside schedules.yaml."""
+    chosen = override or os.environ.get("REMINDERS_PATIENTS")
+    if chosen:
+        return Path(chosen)
+    yaml_path = config_dir / PATIENTS_FILE
+    csv_path = config_dir / "patients.csv"
+    return csv_path if not yaml_path.exists() and csv_path.exists() else yaml_path
+
+
+def read_records(path: Path) -> list[RawRecord]:
+    """Read the raw records of a YAML or CSV patients file; raises PatientFileError."""
+    file = str(path)
+    try:
+        if path.suffix.lower() == ".csv":
+            return _read_csv(path)
+        doc = load_yaml(path)
+    except FileNotFoundError:
+        raise PatientFileError(
+            file, "file not found (use --patients PATH or REMINDERS_PATIENTS)"
+        ) from None
+    except OSError as exc:
+        raise PatientFileError(file, f"cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise PatientFileError(file, f"not valid YAML: {exc}") from None
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise PatientFileError(file, f"not a readable CSV file: {exc}") from None
+    if doc is None:
+        doc = {"patients": []}
+    if not isinstance(doc, Mapping) or set(doc) != {"patients"}:
+        raise PatientFileError(file, "expected a top-level 'patients:' list and nothing else")
+    items = doc["patients"] or []
+    if not isinstance(items, list):
+        raise PatientFileError(file, "'patients' must be a list of records", field="patients")
+    return [
+        RawRecord(f"patients[{i}]", item if isinstance(item, Mapping) else {"": item})
+        for i, item in enumerate(items)
+    ]
+
+
+def _read_csv(path: Path) -> list[RawRecord]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        records = []
+        for row in reader:
+            cells = {
+                (k or "").strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items()
+            }
+            fields = {k: v for k, v in cells.items() if v not in (None, "")}
+            # Spreadsheet rows count from 1 and the header is row 1.
+            if fields:  # a row of empty cells (",,,,") is not a record
+                records.append(RawRecord(f"row {reader.line_num}", fields))
+        return records
+
+
+def load_patients(path: Path, schedules: Schedules) -> PatientFile:
+    """Read and validate every record; raises PatientFileError only if the file is unreadable."""
+    records = read_records(path)
+    return validate_records(path, records, schedules)
+
+
+def validate_records(path: Path, records: Iterable[RawRecord], schedules: Schedules) -> PatientFile:
+    """Validate raw records, collecting one Problem per bad field and checking ids are unique."""
+    result = PatientFile(path=path)
+    first_seen: dict[str, str] = {}
+    duplicates: set[str] = set()
+    records = list(records)
+    for record in records:
+        pid = record.patient_id
+        if pid is None:
+            continue
+        if pid in first_seen:
+            duplicates.add(pid)
+        else:
+            first_seen[pid] = record.position
+    for record in records:
+        pid = record.patient_id
+        if pid in duplicates:
+            result.problems.append(
+                Problem(
+                    str(path),
+                    record.label,
+                    "id",
+                    "duplicate id: every record with it is skipped",
+                    pid,
+                )
+            )
+            continue
+        patient, problems = validate_record(str(path), record, schedules)
+        if patient is not None:
+            result.patients.append(patient)
+        result.problems.extend(problems)
+    return result
+
+
+def validate_record(
+    file: str, record: RawRecord, schedules: Schedules
+) -> tuple[Patient | None, list[Problem]]:
+    """Validate one record: a Patient, or None and every problem found in it."""
+    raw = record.fields
+    pid = record.patient_id
+    problems: list[Problem] = []
+
+    def problem(field_name: str, message: str) -> None:
+        problems.append(Problem(file, record.label, field_name, message, pid))
+
+    if "" in raw and len(raw) == 1:
+        problem("", "expected a record with fields like 'id: P-1001'")
+        return None, problems
+    for key in raw:
+        if key not in FIELDS:
+            problem(str(key), f"unknown field (known: {', '.join(FIELDS)})")
+
+    def text(name: str, *, required: bool = False) -> str | None:
+        value = raw.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                problem(name, "is required")
+            return None
+        if isinstance(value, Mapping | list):
+            problem(name, f"expected text, got {type(value).__name__}")
+            return None
+        return str(value).strip()
+
+    if pid is None:
+        problem("id", "is required")
+    first_name = text("first_name", required=True)
+    last_name = text("last_name") or ""
+
+    phone = text("phone")
+    if phone is not None:
+        try:
+            phone = normalise_phone(phone, schedules.clinic.country)
+        except ValueError as exc:
+            problem("phone", str(exc))
+    email = text("email")
+    if email is not None:
+        try:
+            email = normalise_email(email)
+        except ValueError as exc:
+            problem("email", str(exc))
+
+    surgery_date = _date(raw.get("surgery_date"), problem)
+
+    protocol = text("protocol") or schedules.default_protocol
+    if protocol is None:
+        problem("protocol", "is required (schedules.yaml names no default protocol)")
+    elif protocol not in schedules.protocols:
+        problem(
+            "protocol", f"unknown protocol {protocol!r} (known: {', '.join(schedules.protocols)})"
+        )
+
+    timezone = text("timezone") or schedules.clinic.timezone
+    try:
+        load_zone(timezone)
+    except ValueError as exc:
+        problem("timezone", str(exc))
+
+    language = text("language") or schedules.languages[0]
+    if language not in schedules.languages:
+        problem(
+            "language",
+            f"unsupported language {language!r} (supported: {', '.join(schedules.languages)})",
+        )
+
+    status = text("status") or "active"
+    if status not in FILE_STATUSES:
+        problem("status", f"expected one of {', '.join(FILE_STATUSES)}, got {status!r}")
+
+    channels = _channels(raw.get("channels"), problem)
+    if channels is None:
+        channels = tuple(c for c in CHANNELS if (phone if c == "sms" else email))
+        if not channels and status != "withdrawn":
+            problem("channels", "no phone or email: the patient cannot be reached")
+    else:
+        if not channels and status != "withdrawn" and all(p.field != "channels" for p in problems):
+            problem("channels", "needs at least one channel: the patient cannot be reached")
+        if "sms" in channels and phone is None:
+            problem("channels", "sms is listed but there is no phone")
+        if "email" in channels and email is None:
+            problem("channels", "email is listed but there is no email")
+
+    attributes = _attributes(raw.get("attributes"), problem)
+
+    if problems:
+        return None, problems
+    # Every None below was reported as a problem above.
+    assert pid is not None  # noqa: S101
+    assert first_name is not None  # noqa: S101
+    assert surgery_date is not None  # noqa: S101
+    assert protocol is not None  # noqa: S101
+    return (
+        Patient(
+            id=pid,
+            first_name=first_name,
+            last_name=last_name,
+            phone=phone,
+            email=email,
+            surgery_date=surgery_date,
+            protocol=protocol,
+            timezone=timezone,
+            language=language,
+            channels=channels,
+            status=status,
+            attributes=attributes,
+        ),
+        [],
+    )
+
+
+def _date(value: object, problem: Any) -> date | None:
+    if value is None or value == "":
+        problem("surgery_date", "is required (YYYY-MM-DD)")
+        return None
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        problem("surgery_date", f"expected a date YYYY-MM-DD, got {value!r}")
+        return None
+
+
+def _channels(value: object, problem: Any) -> tuple[Channel, ...] | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        items: list[object] = [v for v in value.replace(";", ",").replace(" ", ",").split(",") if v]
+    elif isinstance(value, list):
+        items = list(value)
+    else:
+        problem("channels", f"expected a list like [sms, email], got {value!r}")
+        return ()
+    result: list[Channel] = []
+    for item in items:
+        if item not in CHANNELS:
+            problem("channels", f"unknown channel {item!r} (known: {', '.join(CHANNELS)})")
+        elif item not in result:
+            result.append(item)  # narrowed to Channel by the membership test above
+    return tuple(result)
+
+
+def _attributes(value: object, problem: Any) -> dict[str, str]:
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        # CSV form: "repair=chronic; goal=sport"
+        pairs: dict[str, object] = {}
+        for part in value.split(";"):
+            if not part.strip():
+                continue
+            key, sep, val = part.partition("=")
+            if not sep or not key.strip():
+                problem("attributes", f"expected 'key=value; key=value', got {value!r}")
+                return {}
+            pairs[key.strip()] = val.strip()
+        value = pairs
+    if not isinstance(value, Mapping):
+        problem("attributes", f"expected a mapping like {{repair: acute}}, got {value!r}")
+        return {}
+    result: dict[str, str] = {}
+    for key, val in value.items():
+        if isinstance(val, Mapping | list) or val is None:
+            problem(f"attributes.{key}", "expected a single value")
+        else:
+            result[str(key)] = attribute_text(val)
+    return result

@@ -1,0 +1,42 @@
+"""Retry policy: exponential backoff with full jitter, capped, inside the expiry window (pure)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When to try again after a transient failure."""
+
+    #: Delay ceiling of the first retry.
+    base: timedelta = timedelta(seconds=30)
+    #: No delay is longer than this.
+    cap: timedelta = timedelta(hours=1)
+
+    def delay(
+        self, attempt: int, rng: random.Random, retry_after: float | None = None
+    ) -> timedelta:
+        """Delay before retry number ``attempt`` (1-based): ``U(0, base * 2**(attempt-1))``, capped.
+
+        A provider's ``Retry-After`` is a floor: we never come back sooner than asked.
+        """
+        ceiling = min(self.cap, self.base * (2 ** max(attempt - 1, 0)))
+        jittered = timedelta(seconds=rng.uniform(0, ceiling.total_seconds()))
+        if retry_after is not None:
+            jittered = max(jittered, timedelta(seconds=retry_after))
+        return jittered
+
+    def next_try(
+        self,
+        now: datetime,
+        attempt: int,
+        expires_at: datetime,
+        rng: random.Random,
+        retry_after: float | None = None,
+    ) -> datetime | None:
+        """When to try again, or ``None`` when that would be at or past expiry."""
+        when = now + self.delay(attempt, rng, retry_after)
+        return when if when < expires_at else None

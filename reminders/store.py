@@ -1,0 +1,901 @@
+"""The outbox: every table, every query and every transaction of the project.
+
+Nothing else in the package builds SQL. Tables are declared with SQLModel; bulk work
+(sync of 100,000 patients, batch claims) goes through SQLAlchemy Core with
+``executemany`` so it never costs a query per reminder.
+
+SQLite runs in WAL mode with a busy timeout, and write transactions start with
+``BEGIN IMMEDIATE`` so two writers queue on the lock instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Field, SQLModel
+
+from reminders.errors import StoreError, UnknownPatient
+
+#: Rows per executemany batch: large enough to amortise, small enough for a progress bar.
+CHUNK: Final = 5_000
+#: Bind parameters per IN (...) list, under SQLite's limit.
+IN_CHUNK: Final = 900
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out; SQLite stores them as naive UTC text."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime reached the store; make it aware at the boundary")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc(**kwargs: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kwargs)
+
+
+class Enrollment(SQLModel, table=True):
+    """One patient on one protocol."""
+
+    __tablename__ = "enrollments"
+
+    patient_id: str = Field(primary_key=True)
+    first_name: str
+    last_name: str = ""
+    phone: str | None = None
+    email: str | None = None
+    surgery_date: date
+    protocol: str
+    timezone: str
+    language: str
+    channels: str  # comma-separated
+    status: str = Field(index=True)
+    attributes: str = "{}"  # JSON object
+    source_hash: str = ""  # digest of the raw record + schedules fingerprint
+    created_at: datetime = _utc()
+    updated_at: datetime = _utc()
+
+
+class Reminder(SQLModel, table=True):
+    """One message to one patient for one milestone occurrence on one channel."""
+
+    __tablename__ = "reminders"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "patient_id", "protocol", "milestone", "occurrence", "channel", name="uq_reminder_key"
+        ),
+        sa.Index("ix_reminders_claim", "status", "not_before"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: str
+    protocol: str
+    milestone: str
+    occurrence: int
+    channel: str
+    template: str
+    due_at: datetime = _utc()
+    not_before: datetime = _utc()  # due_at, pushed later by send windows and retries
+    expires_at: datetime = _utc()
+    status: str
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_until: datetime | None = _utc(default=None)
+    provider_id: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    sent_at: datetime | None = _utc(default=None)
+    updated_at: datetime = _utc()
+
+
+class Attempt(SQLModel, table=True):
+    """One try at delivering a reminder, written before the provider is called."""
+
+    __tablename__ = "attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    reminder_id: int = Field(index=True)
+    number: int
+    owner: str
+    started_at: datetime = _utc()
+    finished_at: datetime | None = _utc(default=None)
+    outcome: str = "pending"  # pending | sent | transient | permanent | in_doubt
+    provider_id: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+
+class OptOut(SQLModel, table=True):
+    """An address that asked not to be contacted on a channel."""
+
+    __tablename__ = "opt_outs"
+
+    channel: str = Field(primary_key=True)
+    address: str = Field(primary_key=True)
+    opted_out: bool = True
+    source: str = ""
+    changed_at: datetime = _utc()
+
+
+class AuditEvent(SQLModel, table=True):
+    """An append-only record of every send, status change, opt-out and config change."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _utc(index=True)
+    kind: str
+    patient_id: str | None = Field(default=None, index=True)
+    reminder_id: int | None = None
+    detail: str = "{}"  # JSON object; never message bodies or contact details
+
+
+_T = SQLModel.metadata.tables
+ENROLLMENTS: Final = _T["enrollments"]
+REMINDERS: Final = _T["reminders"]
+ATTEMPTS: Final = _T["attempts"]
+OPT_OUTS: Final = _T["opt_outs"]
+AUDIT: Final = _T["audit_events"]
+
+#: Statuses of reminders that are still waiting to go out.
+PENDING: Final = ("planned",)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEnrollment:
+    """What a sync needs to know of an existing enrollment."""
+
+    #: Patient id.
+    patient_id: str
+    #: Digest of the record it was made from.
+    source_hash: str
+    #: Enrollment status.
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReminder:
+    """What a re-plan needs to know of an existing reminder."""
+
+    #: Row id.
+    id: int
+    #: (patient, protocol, milestone, occurrence, channel).
+    key: tuple[str, str, str, int, str]
+    #: Current status.
+    status: str
+    #: Planned due time.
+    due_at: datetime
+    #: Expiry.
+    expires_at: datetime
+    #: Template.
+    template: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A reminder leased to one dispatcher, with what it needs to render and address it."""
+
+    #: Row id.
+    id: int
+    #: Patient id.
+    patient_id: str
+    #: Protocol id.
+    protocol: str
+    #: Milestone id.
+    milestone: str
+    #: Occurrence number.
+    occurrence: int
+    #: ``sms`` or ``email``.
+    channel: str
+    #: Template name.
+    template: str
+    #: Planned due time.
+    due_at: datetime
+    #: Never send after this.
+    expires_at: datetime
+    #: Attempts made before this one.
+    attempts: int
+    #: Patient's first name.
+    first_name: str
+    #: Patient's last name.
+    last_name: str
+    #: E.164 or email address for the channel.
+    address: str | None
+    #: Anchor date.
+    surgery_date: date
+    #: IANA zone.
+    timezone: str
+    #: Template language.
+    language: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One row of a patient's timeline."""
+
+    #: Row id.
+    id: int
+    #: Patient id.
+    patient_id: str
+    #: Protocol id.
+    protocol: str
+    #: Milestone id.
+    milestone: str
+    #: Occurrence.
+    occurrence: int
+    #: Channel.
+    channel: str
+    #: Template.
+    template: str
+    #: Planned due time (UTC).
+    due_at: datetime
+    #: Next time it may be tried (UTC).
+    not_before: datetime
+    #: Expiry (UTC).
+    expires_at: datetime
+    #: Status.
+    status: str
+    #: Attempts made.
+    attempts: int
+    #: Provider id of the accepted attempt.
+    provider_id: str | None
+    #: Last error code.
+    error_code: str | None
+    #: Last error text.
+    error: str | None
+    #: When the provider accepted it.
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSummary:
+    """Counts for ``reminders status``."""
+
+    #: Enrollments by status.
+    patients: dict[str, int]
+    #: Reminders by status.
+    reminders: dict[str, int]
+    #: The next planned reminder of an active patient (UTC), if any.
+    next_due: datetime | None
+    #: Recent failed reminders, newest first.
+    failures: list[TimelineEntry]
+    #: Addresses opted out, by channel.
+    opted_out: dict[str, int]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Autocommit at the driver level: SQLAlchemy's "begin" hook below issues BEGIN itself,
+    # so write transactions can take the lock up front (BEGIN IMMEDIATE).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    mode = "IMMEDIATE" if conn.get_execution_options().get("write") else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def default_database_url(config_dir: Path) -> str:
+    """``sqlite:///<config_dir>/reminders.db``."""
+    return f"sqlite:///{(config_dir / 'reminders.db').resolve()}"
+
+
+class Store:
+    """The outbox and everything stored beside it."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        #: SQLAlchemy URL (secrets in it are never printed; see :meth:`safe_url`).
+        self.url = url
+        try:
+            self.engine: Engine = sa.create_engine(url, future=True)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise StoreError(f"cannot use database {self.safe_url}: {exc}") from None
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", _sqlite_begin)
+        if create:
+            try:
+                SQLModel.metadata.create_all(self.engine)
+            except sa.exc.OperationalError as exc:
+                raise StoreError(f"cannot open database {self.safe_url}: {exc.orig}") from None
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden."""
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Transaction]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
+        with self.engine.connect().execution_options(write=True) as conn, conn.begin():
+            yield Transaction(conn)
+
+    @contextmanager
+    def read(self) -> Iterator[Transaction]:
+        """A read-only transaction."""
+        with self.engine.connect() as conn, conn.begin():
+            yield Transaction(conn)
+
+    def ping(self) -> None:
+        """Raise StoreError unless the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"database {self.safe_url} is unreachable: {exc}") from None
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Transaction:
+    """Queries inside one transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # -- sync ---------------------------------------------------------------------------
+
+    def enrollment_index(self) -> dict[str, StoredEnrollment]:
+        """Every stored enrollment's id, source digest and status."""
+        rows = self.conn.execute(
+            sa.select(ENROLLMENTS.c.patient_id, ENROLLMENTS.c.source_hash, ENROLLMENTS.c.status)
+        )
+        return {r.patient_id: StoredEnrollment(r.patient_id, r.source_hash, r.status) for r in rows}
+
+    def reminders_of(self, patient_ids: Sequence[str]) -> list[StoredReminder]:
+        """Every reminder of the given patients."""
+        c = REMINDERS.c
+        result: list[StoredReminder] = []
+        for chunk in _chunks(patient_ids, IN_CHUNK):
+            rows = self.conn.execute(
+                sa.select(
+                    c.id,
+                    c.patient_id,
+                    c.protocol,
+                    c.milestone,
+                    c.occurrence,
+                    c.channel,
+                    c.status,
+                    c.due_at,
+                    c.expires_at,
+                    c.template,
+                ).where(c.patient_id.in_(chunk))
+            )
+            result.extend(
+                StoredReminder(
+                    r.id,
+                    (r.patient_id, r.protocol, r.milestone, r.occurrence, r.channel),
+                    r.status,
+                    r.due_at,
+                    r.expires_at,
+                    r.template,
+                )
+                for r in rows
+            )
+        return result
+
+    def upsert_enrollments(
+        self, new: Sequence[Mapping[str, Any]], changed: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Insert new enrollments and overwrite changed ones (rows keyed by ``patient_id``)."""
+        for chunk in _chunks(new, CHUNK):
+            self.conn.execute(ENROLLMENTS.insert(), list(chunk))
+        if changed:
+            columns = [k for k in changed[0] if k not in ("patient_id", "created_at")]
+            stmt = (
+                ENROLLMENTS.update()
+                .where(ENROLLMENTS.c.patient_id == sa.bindparam("b_patient_id"))
+                .values({k: sa.bindparam(f"b_{k}") for k in columns})
+            )
+            for chunk in _chunks(changed, CHUNK):
+                self.conn.execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in chunk])
+
+    def set_enrollment_status(self, patient_ids: Sequence[str], status: str, now: datetime) -> None:
+        """Set the status of several enrollments."""
+        for chunk in _chunks(patient_ids, IN_CHUNK):
+            self.conn.execute(
+                ENROLLMENTS.update()
+                .where(ENROLLMENTS.c.patient_id.in_(chunk))
+                .values(status=status, updated_at=now, source_hash="")
+            )
+
+    def insert_reminders(
+        self, rows: Sequence[Mapping[str, Any]], progress: Callable[[int], None] | None = None
+    ) -> None:
+        """Insert reminders in batches, reporting each batch's size to ``progress``."""
+        for chunk in _chunks(rows, CHUNK):
+            self.conn.execute(REMINDERS.insert(), list(chunk))
+            if progress:
+                progress(len(chunk))
+
+    def replan_reminders(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Rewrite the schedule of unsent reminders (rows carry ``id`` and the new values)."""
+        if not rows:
+            return
+        stmt = (
+            REMINDERS.update()
+            .where(REMINDERS.c.id == sa.bindparam("b_id"))
+            # Only unsent rows; an explicit OR because executemany cannot expand IN lists.
+            .where(
+                sa.or_(
+                    *(
+                        REMINDERS.c.status == status
+                        for status in ("planned", "cancelled", "expired")
+                    )
+                )
+            )
+            .values(
+                template=sa.bindparam("b_template"),
+                due_at=sa.bindparam("b_due_at"),
+                not_before=sa.bindparam("b_due_at"),
+                expires_at=sa.bindparam("b_expires_at"),
+                status=sa.bindparam("b_status"),
+                updated_at=sa.bindparam("b_updated_at"),
+                error=None,
+                error_code=None,
+            )
+        )
+        for chunk in _chunks(rows, CHUNK):
+            self.conn.execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in chunk])
+
+    def cancel_reminders(self, reminder_ids: Sequence[int], now: datetime, reason: str) -> int:
+        """Cancel the given reminders if they are still pending; returns how many."""
+        count = 0
+        for chunk in _chunks(reminder_ids, IN_CHUNK):
+            count += self.conn.execute(
+                REMINDERS.update()
+                .where(REMINDERS.c.id.in_(chunk), REMINDERS.c.status.in_(PENDING))
+                .values(status="cancelled", error=reason, updated_at=now)
+            ).rowcount
+        return count
+
+    def cancel_pending_of(self, patient_ids: Sequence[str], now: datetime, reason: str) -> int:
+        """Cancel every pending reminder of the given patients; returns how many."""
+        count = 0
+        for chunk in _chunks(patient_ids, IN_CHUNK):
+            count += self.conn.execute(
+                REMINDERS.update()
+                .where(REMINDERS.c.patient_id.in_(chunk), REMINDERS.c.status.in_(PENDING))
+                .values(status="cancelled", error=reason, updated_at=now)
+            ).rowcount
+        return count
+
+    def audit(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Append audit events: dicts with ``at``, ``kind`` and optional ids and ``detail``."""
+        rows = [
+            {
+                "at": e["at"],
+                "kind": e["kind"],
+                "patient_id": e.get("patient_id"),
+                "reminder_id": e.get("reminder_id"),
+                "detail": json.dumps(e.get("detail", {}), sort_keys=True, default=str),
+            }
+            for e in events
+        ]
+        for chunk in _chunks(rows, CHUNK):
+            self.conn.execute(AUDIT.insert(), list(chunk))
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def expire_overdue(self, now: datetime) -> list[int]:
+        """Mark pending reminders past their expiry ``expired``; returns their ids."""
+        c = REMINDERS.c
+        ids = [
+            r.id
+            for r in self.conn.execute(
+                sa.select(c.id).where(c.status.in_(PENDING), c.expires_at <= now)
+            )
+        ]
+        for chunk in _chunks(ids, IN_CHUNK):
+            self.conn.execute(
+                REMINDERS.update()
+                .where(c.id.in_(chunk), c.status.in_(PENDING))
+                .values(status="expired", updated_at=now)
+            )
+        return ids
+
+    def claim_due(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` due reminders of active patients to ``owner``.
+
+        Rows are locked with ``FOR UPDATE SKIP LOCKED`` where the database has it
+        (PostgreSQL) so concurrent dispatchers never claim the same row; on SQLite the
+        write transaction's lock does the same job.
+        """
+        r, e = REMINDERS.c, ENROLLMENTS.c
+        candidates = (
+            sa.select(r.id)
+            .join(ENROLLMENTS, e.patient_id == r.patient_id)
+            .where(
+                r.status == "planned", r.not_before <= now, r.expires_at > now, e.status == "active"
+            )
+            .order_by(r.not_before, r.id)
+            .limit(limit)
+            .with_for_update(of=REMINDERS, skip_locked=True)
+        )
+        ids = [row.id for row in self.conn.execute(candidates)]
+        if not ids:
+            return []
+        self.conn.execute(
+            REMINDERS.update()
+            .where(r.id.in_(ids))
+            .values(status="sending", lease_owner=owner, lease_until=lease_until, updated_at=now)
+        )
+        rows = self.conn.execute(
+            sa.select(
+                r.id,
+                r.patient_id,
+                r.protocol,
+                r.milestone,
+                r.occurrence,
+                r.channel,
+                r.template,
+                r.due_at,
+                r.expires_at,
+                r.attempts,
+                e.first_name,
+                e.last_name,
+                e.phone,
+                e.email,
+                e.surgery_date,
+                e.timezone,
+                e.language,
+            )
+            .join(ENROLLMENTS, e.patient_id == r.patient_id)
+            .where(r.id.in_(ids))
+            .order_by(r.not_before, r.id)
+        )
+        return [
+            Claimed(
+                id=row.id,
+                patient_id=row.patient_id,
+                protocol=row.protocol,
+                milestone=row.milestone,
+                occurrence=row.occurrence,
+                channel=row.channel,
+                template=row.template,
+                due_at=row.due_at,
+                expires_at=row.expires_at,
+                attempts=row.attempts,
+                first_name=row.first_name,
+                last_name=row.last_name,
+                address=row.phone if row.channel == "sms" else row.email,
+                surgery_date=row.surgery_date,
+                timezone=row.timezone,
+                language=row.language,
+            )
+            for row in rows
+        ]
+
+    def opted_out(self, channel: str, addresses: Iterable[str]) -> set[str]:
+        """Which of ``addresses`` are opted out of ``channel``."""
+        wanted = sorted(set(addresses))
+        result: set[str] = set()
+        for chunk in _chunks(wanted, IN_CHUNK):
+            rows = self.conn.execute(
+                sa.select(OPT_OUTS.c.address).where(
+                    OPT_OUTS.c.channel == channel,
+                    OPT_OUTS.c.address.in_(chunk),
+                    OPT_OUTS.c.opted_out,
+                )
+            )
+            result.update(r.address for r in rows)
+        return result
+
+    def opt_out(
+        self, channel: str, address: str, now: datetime, *, source: str, opted_out: bool = True
+    ) -> int:
+        """Record that ``address`` opted out of (or back into) ``channel``.
+
+        Opting out suppresses that address's pending reminders on the channel;
+        opting back in returns its suppressed, unexpired reminders to ``planned``.
+        Returns how many reminders changed.
+        """
+        o = OPT_OUTS.c
+        changed = self.conn.execute(
+            OPT_OUTS.update()
+            .where(o.channel == channel, o.address == address)
+            .values(opted_out=opted_out, source=source, changed_at=now)
+        ).rowcount
+        if not changed:
+            self.conn.execute(
+                OPT_OUTS.insert().values(
+                    channel=channel,
+                    address=address,
+                    opted_out=opted_out,
+                    source=source,
+                    changed_at=now,
+                )
+            )
+        e, r = ENROLLMENTS.c, REMINDERS.c
+        column = e.phone if channel == "sms" else e.email
+        patients = sa.select(e.patient_id).where(column == address)
+        if opted_out:
+            stmt = (
+                REMINDERS.update()
+                .where(r.status == "planned")
+                .values(status="suppressed", updated_at=now)
+            )
+        else:
+            stmt = (
+                REMINDERS.update()
+                .where(r.status == "suppressed", r.expires_at > now)
+                .values(status="planned", updated_at=now)
+            )
+        return self.conn.execute(
+            stmt.where(r.channel == channel, r.patient_id.in_(patients))
+        ).rowcount
+
+    def release(self, reminder_id: int, *, not_before: datetime, now: datetime) -> None:
+        """Give a leased reminder back, to be tried again at ``not_before``."""
+        self.conn.execute(
+            REMINDERS.update()
+            .where(REMINDERS.c.id == reminder_id, REMINDERS.c.status == "sending")
+            .values(
+                status="planned",
+                not_before=not_before,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
+        )
+
+    def release_owner(self, owner: str, now: datetime) -> int:
+        """Give back every lease of ``owner`` that has no attempt in flight; returns how many."""
+        c = REMINDERS.c
+        in_flight = sa.select(ATTEMPTS.c.reminder_id).where(ATTEMPTS.c.outcome == "pending")
+        return self.conn.execute(
+            REMINDERS.update()
+            .where(c.lease_owner == owner, c.status == "sending", c.id.not_in(in_flight))
+            .values(status="planned", lease_owner=None, lease_until=None, updated_at=now)
+        ).rowcount
+
+    def recover_expired_leases(self, now: datetime) -> tuple[int, list[int]]:
+        """Return abandoned leases to ``planned`` when no attempt was started.
+
+        Returns the number released and the ids whose attempt was in flight: those
+        may have reached the provider and must be reconciled, never simply resent.
+        """
+        c = REMINDERS.c
+        expired = sa.select(c.id).where(c.status == "sending", c.lease_until < now)
+        in_flight = {
+            row.reminder_id
+            for row in self.conn.execute(
+                sa.select(ATTEMPTS.c.reminder_id).where(
+                    ATTEMPTS.c.outcome.in_(("pending", "in_doubt")),
+                    ATTEMPTS.c.reminder_id.in_(expired),
+                )
+            )
+        }
+        ids = [row.id for row in self.conn.execute(expired) if row.id not in in_flight]
+        for chunk in _chunks(ids, IN_CHUNK):
+            self.conn.execute(
+                REMINDERS.update()
+                .where(c.id.in_(chunk), c.status == "sending")
+                .values(status="planned", lease_owner=None, lease_until=None, updated_at=now)
+            )
+        return len(ids), sorted(in_flight)
+
+    def begin_attempt(self, reminder_id: int, number: int, owner: str, now: datetime) -> int:
+        """Record an attempt before the provider is called; returns its id."""
+        self.conn.execute(
+            REMINDERS.update()
+            .where(REMINDERS.c.id == reminder_id)
+            .values(attempts=number, updated_at=now)
+        )
+        result = self.conn.execute(
+            ATTEMPTS.insert().values(
+                reminder_id=reminder_id,
+                number=number,
+                owner=owner,
+                started_at=now,
+                outcome="pending",
+            )
+        )
+        key = result.inserted_primary_key
+        assert key is not None  # noqa: S101  # an INSERT always yields a key here
+        return int(key[0])
+
+    def finish_attempt(
+        self,
+        attempt_id: int,
+        reminder_id: int,
+        *,
+        outcome: str,
+        status: str,
+        now: datetime,
+        provider_id: str | None = None,
+        error_code: str | None = None,
+        error: str | None = None,
+        not_before: datetime | None = None,
+    ) -> None:
+        """Record an attempt's outcome and move the reminder to ``status``."""
+        self.conn.execute(
+            ATTEMPTS.update()
+            .where(ATTEMPTS.c.id == attempt_id)
+            .values(
+                finished_at=now,
+                outcome=outcome,
+                provider_id=provider_id,
+                error_code=error_code,
+                error=error,
+            )
+        )
+        values: dict[str, Any] = {
+            "status": status,
+            "updated_at": now,
+            "error_code": error_code,
+            "error": error,
+            "lease_owner": None,
+            "lease_until": None,
+        }
+        if provider_id is not None:
+            values["provider_id"] = provider_id
+        if status in ("sent", "delivered"):
+            values["sent_at"] = now
+        if not_before is not None:
+            values["not_before"] = not_before
+        self.conn.execute(REMINDERS.update().where(REMINDERS.c.id == reminder_id).values(**values))
+
+    def set_status(
+        self, reminder_id: int, status: str, now: datetime, *, error: str | None = None
+    ) -> None:
+        """Move a leased reminder to a final status without an attempt (suppressed, expired)."""
+        self.conn.execute(
+            REMINDERS.update()
+            .where(REMINDERS.c.id == reminder_id)
+            .values(status=status, error=error, lease_owner=None, lease_until=None, updated_at=now)
+        )
+
+    def complete_finished(self, now: datetime) -> list[str]:
+        """Mark active enrollments with nothing left to send ``completed``; returns their ids."""
+        e, r = ENROLLMENTS.c, REMINDERS.c
+        waiting = sa.select(r.patient_id).where(r.status.in_(("planned", "sending")))
+        ids = [
+            row.patient_id
+            for row in self.conn.execute(
+                sa.select(e.patient_id).where(e.status == "active", e.patient_id.not_in(waiting))
+            )
+        ]
+        for chunk in _chunks(ids, IN_CHUNK):
+            self.conn.execute(
+                ENROLLMENTS.update()
+                .where(e.patient_id.in_(chunk))
+                .values(status="completed", updated_at=now)
+            )
+        return ids
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def enrollment(self, patient_id: str) -> Enrollment:
+        """One enrollment; raises UnknownPatient."""
+        row = self.conn.execute(
+            sa.select(ENROLLMENTS).where(ENROLLMENTS.c.patient_id == patient_id)
+        ).first()
+        if row is None:
+            raise UnknownPatient(f"no enrolled patient with id {patient_id!r}")
+        return Enrollment.model_validate(dict(row._mapping))
+
+    def enrollments(self) -> list[Enrollment]:
+        """Every enrollment, ordered by patient id."""
+        rows = self.conn.execute(sa.select(ENROLLMENTS).order_by(ENROLLMENTS.c.patient_id))
+        return [Enrollment.model_validate(dict(r._mapping)) for r in rows]
+
+    def timeline(self, patient_id: str | None = None) -> list[TimelineEntry]:
+        """Reminders of one patient (or all), in due order."""
+        c = REMINDERS.c
+        query = sa.select(REMINDERS).order_by(
+            c.due_at, c.patient_id, c.milestone, c.occurrence, c.channel
+        )
+        if patient_id is not None:
+            query = query.where(c.patient_id == patient_id)
+        return [_entry(r) for r in self.conn.execute(query)]
+
+    def next_due(self) -> datetime | None:
+        """The earliest ``not_before`` of a planned reminder of an active patient."""
+        r, e = REMINDERS.c, ENROLLMENTS.c
+        return self.conn.execute(
+            sa.select(sa.func.min(r.not_before))
+            .select_from(REMINDERS.join(ENROLLMENTS, e.patient_id == r.patient_id))
+            .where(r.status == "planned", e.status == "active")
+        ).scalar()
+
+    def summary(self, failures: int = 10) -> StatusSummary:
+        """Counts by status, next due and recent failures."""
+        patients: dict[str, int] = dict(
+            self.conn.execute(
+                sa.select(ENROLLMENTS.c.status, sa.func.count()).group_by(ENROLLMENTS.c.status)
+            ).all()
+        )
+        reminders: dict[str, int] = dict(
+            self.conn.execute(
+                sa.select(REMINDERS.c.status, sa.func.count()).group_by(REMINDERS.c.status)
+            ).all()
+        )
+        failed = [
+            _entry(r)
+            for r in self.conn.execute(
+                sa.select(REMINDERS)
+                .where(REMINDERS.c.status == "failed")
+                .order_by(REMINDERS.c.updated_at.desc())
+                .limit(failures)
+            )
+        ]
+        opted: dict[str, int] = dict(
+            self.conn.execute(
+                sa.select(OPT_OUTS.c.channel, sa.func.count())
+                .where(OPT_OUTS.c.opted_out)
+                .group_by(OPT_OUTS.c.channel)
+            ).all()
+        )
+        return StatusSummary(
+            patients={str(k): int(v) for k, v in patients.items()},
+            reminders={str(k): int(v) for k, v in reminders.items()},
+            next_due=self.next_due(),
+            failures=failed,
+            opted_out={str(k): int(v) for k, v in opted.items()},
+        )
+
+    def audit_events(self, patient_id: str | None = None) -> list[dict[str, Any]]:
+        """Audit events, oldest first (optionally of one patient)."""
+        query = sa.select(AUDIT).order_by(AUDIT.c.id)
+        if patient_id is not None:
+            query = query.where(AUDIT.c.patient_id == patient_id)
+        return [
+            {**dict(r._mapping), "detail": json.loads(r.detail)} for r in self.conn.execute(query)
+        ]
+
+
+def _entry(row: Any) -> TimelineEntry:
+    return TimelineEntry(
+        id=row.id,
+        patient_id=row.patient_id,
+        protocol=row.protocol,
+        milestone=row.milestone,
+        occurrence=row.occurrence,
+        channel=row.channel,
+        template=row.template,
+        due_at=row.due_at,
+        not_before=row.not_before,
+        expires_at=row.expires_at,
+        status=row.status,
+        attempts=row.attempts,
+        provider_id=row.provider_id,
+        error_code=row.error_code,
+        error=row.error,
+        sent_at=row.sent_at,
+    )

@@ -1,0 +1,348 @@
+"""Applying the patients file to the store: enrol, update, re-plan, withdraw.
+
+The sync is idempotent: reminders are keyed on (patient, protocol, milestone,
+occurrence, channel), so running it twice changes nothing the second time, and a
+record whose raw fields and the schedules are unchanged is not even re-validated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from reminders.errors import SyncRefused
+from reminders.models import Patient, PlannedReminder, Schedules
+from reminders.patients import Problem, RawRecord, read_records, validate_records
+from reminders.planning import initial_status, iter_plan
+from reminders.store import Store, StoredReminder, Transaction
+
+#: A sync refuses to withdraw more than this share of active patients without --force.
+WITHDRAW_GUARD: Final = 0.20
+
+
+@dataclass
+class SyncReport:
+    """What a sync changed."""
+
+    #: Patients enrolled for the first time.
+    enrolled: list[str] = field(default_factory=list)
+    #: Patients whose record changed (and were re-planned).
+    updated: list[str] = field(default_factory=list)
+    #: Patients withdrawn (removed from the file, or set to withdrawn).
+    withdrawn: list[str] = field(default_factory=list)
+    #: Patients set to paused.
+    paused: list[str] = field(default_factory=list)
+    #: Records left as they were.
+    unchanged: int = 0
+    #: Problems with single records (their stored enrollments are untouched).
+    problems: list[Problem] = field(default_factory=list)
+    #: Reminder changes by kind: planned, expired (late enrollment), replanned, cancelled.
+    reminders: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was written."""
+        return bool(self.enrolled or self.updated or self.withdrawn or self.paused)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "enrolled": self.enrolled,
+            "updated": self.updated,
+            "withdrawn": self.withdrawn,
+            "paused": self.paused,
+            "unchanged": self.unchanged,
+            "problems": [str(p) for p in self.problems],
+            "reminders": dict(self.reminders),
+        }
+
+
+ProgressHook = Callable[[str, int, int], None]
+"""Called as ``(stage, advance, total)`` during long syncs."""
+
+
+def sync_patients(
+    store: Store,
+    schedules: Schedules,
+    path: Path,
+    now: datetime,
+    *,
+    force: bool = False,
+    progress: ProgressHook | None = None,
+) -> SyncReport:
+    """Bring the store in line with the patients file at ``path`` as of ``now``.
+
+    Raises :class:`~reminders.errors.PatientFileError` when the file cannot be read
+    (nothing changes) and :class:`~reminders.errors.SyncRefused` when the sync would
+    withdraw more than 20% of active patients without ``force``.
+    """
+    records = read_records(path)
+    report = SyncReport()
+    salt = schedules.fingerprint
+    with store.write() as tx:
+        stored = tx.enrollment_index()
+        digests = {id(r): r.digest(salt) for r in records}
+        ids_in_file = [r.patient_id for r in records if r.patient_id]
+        duplicated = {pid for pid, n in Counter(ids_in_file).items() if n > 1}
+        to_check: list[RawRecord] = []
+        for record in records:
+            pid = record.patient_id
+            known = stored.get(pid) if pid else None
+            if pid in duplicated or known is None or known.source_hash != digests[id(record)]:
+                to_check.append(record)
+            else:
+                report.unchanged += 1
+        checked = validate_records(path, to_check, schedules)
+        report.problems = checked.problems
+        rejected = checked.rejected_ids
+
+        removed = [
+            pid
+            for pid, known in stored.items()
+            if known.status in ("active", "paused")
+            and pid not in set(ids_in_file)
+            and pid not in rejected
+        ]
+        newly_withdrawn = [
+            p.id
+            for p in checked.patients
+            if p.status == "withdrawn" and _was_live(stored.get(p.id))
+        ]
+        active = sum(1 for known in stored.values() if known.status == "active")
+        leaving = len(removed) + len(newly_withdrawn)
+        if not force and active and leaving > WITHDRAW_GUARD * active:
+            raise SyncRefused(
+                f"{path}: this sync would withdraw {leaving} of {active} active patients "
+                f"({leaving / active:.0%}, more than {WITHDRAW_GUARD:.0%}); if the file is right, "
+                "run it again with --force"
+            )
+
+        digest_of = {r.patient_id: digests[id(r)] for r in to_check if r.patient_id}
+        _apply(
+            tx,
+            schedules,
+            checked.patients,
+            stored_ids=stored.keys(),
+            digest_of=digest_of,
+            now=now,
+            report=report,
+            progress=progress,
+        )
+
+        if removed:
+            cancelled = tx.cancel_pending_of(removed, now, "patient removed from the patients file")
+            tx.set_enrollment_status(removed, "withdrawn", now)
+            report.withdrawn.extend(removed)
+            report.reminders["cancelled"] += cancelled
+            tx.audit(
+                {
+                    "at": now,
+                    "kind": "enrollment.withdrawn",
+                    "patient_id": pid,
+                    "detail": {"reason": "removed from file"},
+                }
+                for pid in removed
+            )
+        if report.changed or report.problems:
+            tx.audit(
+                [
+                    {
+                        "at": now,
+                        "kind": "config.sync",
+                        "detail": {
+                            "file": str(path),
+                            "schedules": schedules.fingerprint,
+                            "enrolled": len(report.enrolled),
+                            "updated": len(report.updated),
+                            "withdrawn": len(report.withdrawn),
+                            "problems": len(report.problems),
+                        },
+                    }
+                ]
+            )
+    return report
+
+
+def _was_live(known: Any) -> bool:
+    return known is not None and known.status in ("active", "paused")
+
+
+def _enrollment_row(patient: Patient, digest: str, now: datetime) -> dict[str, Any]:
+    return {
+        "patient_id": patient.id,
+        "first_name": patient.first_name,
+        "last_name": patient.last_name,
+        "phone": patient.phone,
+        "email": patient.email,
+        "surgery_date": patient.surgery_date,
+        "protocol": patient.protocol,
+        "timezone": patient.timezone,
+        "language": patient.language,
+        "channels": ",".join(patient.channels),
+        "status": patient.status,
+        "attributes": json.dumps(dict(patient.attributes), sort_keys=True),
+        "source_hash": digest,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _reminder_row(r: PlannedReminder, now: datetime) -> dict[str, Any]:
+    return {
+        "patient_id": r.patient_id,
+        "protocol": r.protocol,
+        "milestone": r.milestone,
+        "occurrence": r.occurrence,
+        "channel": r.channel,
+        "template": r.template,
+        "due_at": r.due_at,
+        "not_before": r.due_at,
+        "expires_at": r.expires_at,
+        "status": initial_status(r, now),
+        "attempts": 0,
+        "updated_at": now,
+    }
+
+
+def _apply(
+    tx: Transaction,
+    schedules: Schedules,
+    patients: list[Patient],
+    *,
+    stored_ids: Any,
+    digest_of: dict[str, str],
+    now: datetime,
+    report: SyncReport,
+    progress: ProgressHook | None,
+) -> None:
+    zones: dict[str, ZoneInfo] = {}
+    new_rows: list[dict[str, Any]] = []
+    changed_rows: list[dict[str, Any]] = []
+    planned: list[PlannedReminder] = []
+    changed: list[Patient] = []
+    for patient in patients:
+        row = _enrollment_row(patient, digest_of[patient.id], now)
+        if patient.id in stored_ids:
+            changed_rows.append(row)
+            changed.append(patient)
+        else:
+            new_rows.append(row)
+            report.enrolled.append(patient.id)
+            if patient.status == "paused":
+                report.paused.append(patient.id)
+            if patient.status != "withdrawn":
+                zone = zones.setdefault(patient.timezone, ZoneInfo(patient.timezone))
+                planned.extend(
+                    iter_plan(
+                        patient, schedules.protocols[patient.protocol], schedules.send_window, zone
+                    )
+                )
+    tx.upsert_enrollments(new_rows, changed_rows)
+
+    inserts = [_reminder_row(r, now) for r in planned]
+    for row in inserts:
+        report.reminders[row["status"]] += 1
+    if changed:
+        inserts.extend(_replan(tx, schedules, changed, now=now, report=report, zones=zones))
+    if progress:
+        progress("reminders", 0, len(inserts))
+    tx.insert_reminders(
+        inserts, (lambda n: progress("reminders", n, len(inserts))) if progress else None
+    )
+
+    tx.audit(
+        {"at": now, "kind": "enrollment.created", "patient_id": pid, "detail": {}}
+        for pid in report.enrolled
+    )
+    tx.audit(
+        {"at": now, "kind": f"enrollment.{kind}", "patient_id": pid, "detail": {}}
+        for kind, ids in (("updated", report.updated), ("paused", report.paused))
+        for pid in ids
+    )
+
+
+def _replan(
+    tx: Transaction,
+    schedules: Schedules,
+    patients: list[Patient],
+    *,
+    now: datetime,
+    report: SyncReport,
+    zones: dict[str, ZoneInfo],
+) -> list[dict[str, Any]]:
+    """Diff the new plan of changed patients against their stored reminders.
+
+    Sent reminders are history and stay as they are; unsent ones take the new due
+    time; reminders no longer in the plan are cancelled; new ones are returned for
+    insertion.
+    """
+    existing: dict[tuple[str, str, str, int, str], StoredReminder] = {
+        r.key: r for r in tx.reminders_of([p.id for p in patients])
+    }
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    keep: set[tuple[str, str, str, int, str]] = set()
+    withdrawn: list[str] = []
+    for patient in patients:
+        if patient.status == "withdrawn":
+            withdrawn.append(patient.id)
+            continue
+        if patient.status == "paused":
+            report.paused.append(patient.id)
+        else:
+            report.updated.append(patient.id)
+        zone = zones.setdefault(patient.timezone, ZoneInfo(patient.timezone))
+        for r in iter_plan(
+            patient, schedules.protocols[patient.protocol], schedules.send_window, zone
+        ):
+            key = (r.patient_id, r.protocol, r.milestone, r.occurrence, r.channel)
+            keep.add(key)
+            old = existing.get(key)
+            if old is None:
+                row = _reminder_row(r, now)
+                report.reminders[row["status"]] += 1
+                inserts.append(row)
+                continue
+            if old.status not in ("planned", "cancelled", "expired"):
+                continue  # sent, failed, in flight or suppressed: history, never re-sent
+            status = initial_status(r, now)
+            if (old.due_at, old.expires_at, old.status, old.template) != (
+                r.due_at,
+                r.expires_at,
+                status,
+                r.template,
+            ):
+                updates.append(
+                    {
+                        "id": old.id,
+                        "template": r.template,
+                        "due_at": r.due_at,
+                        "expires_at": r.expires_at,
+                        "status": status,
+                        "updated_at": now,
+                    }
+                )
+                report.reminders["replanned"] += 1
+    tx.replan_reminders(updates)
+    live = {p.id for p in patients if p.status != "withdrawn"}
+    dropped = [r.id for key, r in existing.items() if key[0] in live and key not in keep]
+    report.reminders["cancelled"] += tx.cancel_reminders(dropped, now, "no longer in the plan")
+    if withdrawn:
+        report.reminders["cancelled"] += tx.cancel_pending_of(withdrawn, now, "patient withdrawn")
+        report.withdrawn.extend(withdrawn)
+        tx.audit(
+            {
+                "at": now,
+                "kind": "enrollment.withdrawn",
+                "patient_id": pid,
+                "detail": {"reason": "status in file"},
+            }
+            for pid in withdrawn
+        )
+    return inserts

@@ -1,0 +1,179 @@
+"""Field normalisation and masking (reminders.fields)."""
+
+from __future__ import annotations
+
+import pytest
+
+from reminders.fields import (
+    attribute_text,
+    mask_email,
+    mask_phone,
+    normalise_email,
+    normalise_phone,
+)
+
+# --- normalise_phone ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "+12015550123",
+        " +12015550123 ",
+        "(201) 555-0123",
+        "201-555-0123",
+        "201.555.0123",
+        "2015550123",
+        "1 201 555 0123",
+        "+1 (201) 555-0123",
+        2015550123,
+    ],
+)
+def test_us_numbers_become_e164(written: object) -> None:
+    """E.164 and US national forms (text or a bare number) all give ``+12015550123``."""
+    assert normalise_phone(written, "US") == "+12015550123"
+
+
+def test_e164_number_ignores_the_region() -> None:
+    """A number with a country code keeps its country whatever the clinic's region."""
+    assert normalise_phone("+12015550100", "GB") == "+12015550100"
+
+
+def test_national_number_is_read_in_the_given_region() -> None:
+    """National digits are read in the region given: the same digits mean another number in GB."""
+    assert normalise_phone("020 7946 0018", "GB") == "+442079460018"
+    assert normalise_phone("(201) 555-0123", "GB") == "+442015550123"
+
+
+@pytest.mark.parametrize(
+    ("written", "words"),
+    [
+        pytest.param("", "is not a phone number", id="empty"),
+        pytest.param("call me", "is not a phone number", id="words"),
+        pytest.param("555-01", "'555-01'", id="too-short"),
+        pytest.param("+1 011 555 0100", "not a valid phone number", id="impossible-area-code"),
+        pytest.param("+1 201 555 0123 4567", "not a valid phone number", id="too-long"),
+    ],
+)
+def test_invalid_phone_raises_value_error_quoting_it(written: str, words: str) -> None:
+    """Text that is not a valid number raises ValueError quoting what was written."""
+    with pytest.raises(ValueError, match=r"phone number") as caught:
+        normalise_phone(written, "US")
+
+    assert words in str(caught.value)
+    assert repr(written.strip()) in str(caught.value)
+
+
+# --- normalise_email ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "normalised"),
+    [
+        ("dana@example.com", "dana@example.com"),
+        ("  dana@example.com\t", "dana@example.com"),
+        ("dana@EXAMPLE.COM", "dana@example.com"),
+        ("Dana.Reyes+rehab@Example.com", "Dana.Reyes+rehab@example.com"),
+    ],
+)
+def test_email_is_trimmed_and_domain_lower_cased(written: str, normalised: str) -> None:
+    """Surrounding space goes, the domain is lower-cased, the local part is kept as written."""
+    assert normalise_email(written) == normalised
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["dana", "dana@", "@example.com", "dana@@example.com", "dana@localhost", "da na@example.com"],
+)
+def test_invalid_email_raises_value_error_quoting_it(written: str) -> None:
+    """An address the validator rejects raises ValueError quoting it and saying why."""
+    with pytest.raises(ValueError, match="is not a valid email address: ") as caught:
+        normalise_email(written)
+
+    assert repr(written) in str(caught.value)
+
+
+# --- mask_phone -----------------------------------------------------------------------------
+
+
+def test_mask_phone_shows_country_area_and_last_two() -> None:
+    """An E.164 US number shows only ``+1201`` and its last two digits."""
+    assert mask_phone("+12015550123") == "+1201*****23"
+
+
+@pytest.mark.parametrize("empty", [None, ""])
+def test_mask_phone_of_nothing_is_empty(empty: str | None) -> None:
+    """No number masks to the empty string."""
+    assert mask_phone(empty) == ""
+
+
+@pytest.mark.parametrize("length", range(1, 17))
+def test_mask_phone_never_reveals_more_than_stated(length: int) -> None:
+    """At most the first five and last two characters show, and always something is hidden."""
+    phone = "+" + "".join(str(d % 10) for d in range(1, length))[: length - 1]
+    assert len(phone) == length
+
+    masked = mask_phone(phone)
+
+    assert len(masked) == length
+    shown = [i for i, (a, b) in enumerate(zip(phone, masked, strict=True)) if a == b]
+    head = 5 if length > 8 else 2
+    assert all(i < head or i >= length - 2 for i in shown), (phone, masked)
+    assert len(shown) < length, (phone, masked)
+    assert set(masked) - set(phone) <= {"*"}
+
+
+@pytest.mark.parametrize("phone", ["5", "55", "+15", "+155"])
+def test_mask_phone_hides_very_short_text_entirely(phone: str) -> None:
+    """Text too short to keep both ends and hide anything is all stars."""
+    assert mask_phone(phone) == "*" * len(phone)
+
+
+# --- mask_email -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("email", "masked"),
+    [
+        ("dana@example.com", "d***@example.com"),
+        ("dana.reyes+rehab@example.com", "d***@example.com"),
+        ("d@example.com", "d***@example.com"),
+    ],
+)
+def test_mask_email_shows_first_letter_and_domain(email: str, masked: str) -> None:
+    """Only the first character of the local part shows; its length is hidden too."""
+    assert mask_email(email) == masked
+
+
+@pytest.mark.parametrize("email", [None, "", "not-an-address"])
+def test_mask_email_of_nothing_or_no_address_is_empty(email: str | None) -> None:
+    """No address, or text without ``@``, masks to the empty string (never the text itself)."""
+    assert mask_email(email) == ""
+
+
+def test_mask_email_with_at_sign_in_quoted_local_part() -> None:
+    """A quoted local part holding ``@`` does not leak into the shown domain."""
+    masked = mask_email('"dana@home"@example.com')
+
+    assert masked == '"***@example.com'
+    assert "home" not in masked
+
+
+# --- attribute_text -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (True, "true"),
+        (False, "false"),
+        ("true", "true"),
+        (2, "2"),
+        ("2", "2"),
+        ("  chronic ", "chronic"),
+        ("NO", "NO"),
+    ],
+)
+def test_attribute_text_makes_yaml_and_csv_values_compare_equal(value: object, text: str) -> None:
+    """YAML booleans and numbers read as the text a CSV cell holds, trimmed."""
+    assert attribute_text(value) == text
