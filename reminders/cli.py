@@ -27,7 +27,7 @@ from reminders.dispatch import Dispatcher, TickReport
 from reminders.errors import ReminderError, UnknownPatient
 from reminders.models import CHANNELS, Schedules
 from reminders.patients import load_patients, patients_path
-from reminders.settings import Settings, build_channels
+from reminders.settings import Settings, build_dispatcher
 from reminders.sms import count_segments
 from reminders.store import Store, TimelineEntry, default_database_url
 from reminders.sync import SyncReport, sync_patients
@@ -329,16 +329,21 @@ def sync(
 
 
 def _dispatcher(
-    c: Context, store: Store, schedules: Schedules, templates: Templates, announce: bool
+    store: Store, schedules: Schedules, templates: Templates, announce: bool
 ) -> Dispatcher:
-    settings = Settings.from_env()
     # With --json, stdout carries only the JSON document; the console dry run goes to stderr.
-    channels, notes = build_channels(settings, out if announce else err)
+    dispatcher, notes = build_dispatcher(
+        store,
+        schedules,
+        templates,
+        Settings.from_env(),
+        owner=f"{socket.gethostname()}:{os.getpid()}",
+        console=out if announce else err,
+    )
     if announce:
         for note in notes:
             err.print(f"[dim]{_escape(note)}[/]")
-    owner = f"{socket.gethostname()}:{os.getpid()}"
-    return Dispatcher(store, schedules, templates, channels, owner=owner)
+    return dispatcher
 
 
 @app.command()
@@ -354,7 +359,7 @@ def tick(
         report = _run_sync(c, store, schedules, patients=patients, now=at, force=False)
         if not as_json:
             _print_sync(report)
-        dispatcher = _dispatcher(c, store, schedules, templates, announce=not as_json)
+        dispatcher = _dispatcher(store, schedules, templates, announce=not as_json)
         result: TickReport = dispatcher.tick(at)
     counts = result.as_dict()
     if as_json:

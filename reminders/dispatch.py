@@ -1,21 +1,32 @@
-"""The dispatcher: expire, claim, render, send, record.
+"""The dispatcher: expire, claim, reconcile, render, send, record.
 
-One :meth:`Dispatcher.tick` delivers everything due at ``now`` and returns the counts
-of each outcome. The outbox decides what is due; whoever calls ``tick`` (the CLI, the
+One :meth:`Dispatcher.tick` delivers everything due and returns the counts of each
+outcome. The outbox decides what is due; whoever calls ``tick`` (the CLI, the
 APScheduler job, a test) only decides when.
+
+Exactly once, per channel, across crashes and instances:
+
+1. due reminders are leased in one transaction (``status='sending'``, owner, expiry);
+2. the attempt is committed *before* the provider is called, its outcome after;
+3. a lease that lapses with no attempt in flight goes back to ``planned``; one that
+   lapses mid-attempt, and every attempt the channel reported *in doubt*, is
+   reconciled with the provider (Twilio: the messages sent to that number since
+   the attempt) before anything is sent again.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
-from reminders.channels.base import Channel, Message
+from reminders.channels.base import Channel, Message, Receipt
 from reminders.errors import (
     DeliveryError,
     InDoubtError,
@@ -25,22 +36,57 @@ from reminders.errors import (
 )
 from reminders.models import Schedules
 from reminders.planning import in_window, next_window_open
+from reminders.ratelimit import TokenBucket
 from reminders.retry import RetryPolicy
 from reminders.store import Claimed, Store
 from reminders.templates import Templates, message_context
+from reminders.tokens import sign
+
+#: Every outcome a tick reports, in display order.
+OUTCOMES: Final = (
+    "sent",
+    "reconciled",
+    "failed",
+    "retry",
+    "expired",
+    "suppressed",
+    "deferred",
+    "in_doubt",
+)
+
+
+class Reconciling(Protocol):
+    """A channel that can tell whether an earlier, in-doubt attempt reached the provider."""
+
+    def reconcile(self, message: Message, since: datetime) -> Receipt | None:
+        """The provider's receipt of a matching message sent since ``since``, if any."""
+        ...
 
 
 @dataclass
 class TickReport:
     """Counts of what one tick did, by outcome."""
 
-    #: ``sent``, ``failed``, ``retry``, ``expired``, ``suppressed``, ``deferred``, ``in_doubt``.
+    #: Outcome -> count; see :data:`OUTCOMES`.
     counts: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, int]:
         """JSON-ready counts, every outcome present."""
-        keys = ("sent", "failed", "retry", "expired", "suppressed", "deferred", "in_doubt")
-        return {k: int(self.counts.get(k, 0)) for k in keys}
+        return {k: int(self.counts.get(k, 0)) for k in OUTCOMES}
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """How to build one-click unsubscribe links for email."""
+
+    #: Public base URL of the service.
+    public_url: str
+    #: HMAC key (REMINDERS_SECRET_KEY).
+    secret: str
+
+    def url(self, channel: str, address: str) -> str:
+        """The signed unsubscribe URL for ``address``."""
+        return f"{self.public_url}/unsubscribe/{sign(self.secret, channel, address)}"
 
 
 class Dispatcher:
@@ -54,11 +100,15 @@ class Dispatcher:
         channels: Mapping[str, Channel],
         *,
         owner: str,
-        lease: timedelta = timedelta(minutes=5),
-        batch_size: int = 200,
+        limits: Mapping[str, TokenBucket] | None = None,
+        workers: int = 8,
+        lease: timedelta = timedelta(minutes=10),
+        batch_size: int = 100,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        unsubscribe: Unsubscribe | None = None,
         message_domain: str = "recovery-reminders.invalid",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.schedules = schedules
@@ -66,43 +116,67 @@ class Dispatcher:
         self.channels = channels
         #: Lease owner name: unique per process.
         self.owner = owner
+        self.limits = dict(limits or {})
+        self.workers = max(workers, 1)
         self.lease = lease
         self.batch_size = batch_size
         self.retry = retry or RetryPolicy()
+        self.unsubscribe = unsubscribe
+        self.clock = clock
         self._rng = rng or random.Random()  # noqa: S311  # jitter, not cryptography
+        self._rng_lock = threading.Lock()
         self._domain = message_domain
         self._zones: dict[str, ZoneInfo] = {}
+        self._stopping = threading.Event()
 
-    def tick(self, now: datetime) -> TickReport:
-        """Deliver everything due at ``now``; returns the outcome counts."""
+    def stop(self) -> None:
+        """Stop claiming new work; sends already started finish."""
+        self._stopping.set()
+
+    def tick(self, now: datetime | None = None) -> TickReport:
+        """Deliver everything due; ``now`` pins the clock (``tick --now``, tests)."""
+        clock: Callable[[], datetime] = (lambda: now) if now is not None else self.clock
         report = TickReport()
+        start = clock()
         with self.store.write() as tx:
-            expired = tx.expire_overdue(now)
-            tx.recover_expired_leases(now)
-            tx.audit({"at": now, "kind": "reminder.expired", "reminder_id": rid} for rid in expired)
+            expired = tx.expire_overdue(start)
+            tx.recover_expired_leases(start)
+            tx.audit(
+                {"at": start, "kind": "reminder.expired", "reminder_id": rid} for rid in expired
+            )
         report.counts["expired"] += len(expired)
-        while True:
-            with self.store.write() as tx:
-                claimed = tx.claim_due(now, self.owner, now + self.lease, self.batch_size)
-                opted = {
-                    channel: tx.opted_out(
-                        channel, (c.address for c in claimed if c.channel == channel and c.address)
-                    )
-                    for channel in self.channels
-                }
-            if not claimed:
-                break
-            for reminder in claimed:
-                report.counts[self._deliver(reminder, now, opted)] += 1
+        try:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="dispatch") as pool:
+                while not self._stopping.is_set():
+                    at = clock()
+                    with self.store.write() as tx:
+                        claimed = tx.claim_due(at, self.owner, at + self.lease, self.batch_size)
+                        opted = {
+                            ch: tx.opted_out(
+                                ch, (c.address for c in claimed if c.channel == ch and c.address)
+                            )
+                            for ch in self.channels
+                        }
+                    if not claimed:
+                        break
+                    futures = [pool.submit(self._deliver, r, clock, opted) for r in claimed]
+                    for future in futures:
+                        report.counts[future.result()] += 1
+        finally:
+            for channel in self.channels.values():
+                close = getattr(channel, "close", None)
+                if close is not None:
+                    close()
+        end = clock()
         with self.store.write() as tx:
-            done = tx.complete_finished(now)
-            tx.audit({"at": now, "kind": "enrollment.completed", "patient_id": pid} for pid in done)
+            done = tx.complete_finished(end)
+            tx.audit({"at": end, "kind": "enrollment.completed", "patient_id": pid} for pid in done)
         return report
 
-    def release(self, now: datetime) -> int:
+    def release(self) -> int:
         """Give back this dispatcher's leases that have no attempt in flight (on shutdown)."""
         with self.store.write() as tx:
-            return tx.release_owner(self.owner, now)
+            return tx.release_owner(self.owner, self.clock())
 
     def _zone(self, name: str) -> ZoneInfo:
         zone = self._zones.get(name)
@@ -116,7 +190,43 @@ class Dispatcher:
             tx.audit([_event(now, kind, r, detail)])
         return status
 
-    def _deliver(self, r: Claimed, now: datetime, opted: Mapping[str, set[str]]) -> str:
+    def _message(self, r: Claimed, now: datetime, zone: ZoneInfo) -> Message:
+        assert r.address is not None  # noqa: S101  # checked by the caller
+        local = now.astimezone(zone)
+        unsubscribe = self.unsubscribe.url(r.channel, r.address) if self.unsubscribe else None
+        rendered = self.templates.render(
+            r.channel,
+            r.language,
+            r.template,
+            message_context(
+                clinic=self.schedules.clinic,
+                first_name=r.first_name,
+                last_name=r.last_name,
+                milestone=r.milestone,
+                occurrence=r.occurrence,
+                surgery_date=r.surgery_date,
+                send_date=local.date(),
+                unsubscribe_url=unsubscribe if r.channel == "email" else None,
+            ),
+        )
+        return Message(
+            reminder_id=r.id,
+            channel=r.channel,
+            to=r.address,
+            text=rendered.text,
+            subject=rendered.subject,
+            html=rendered.html,
+            message_id=f"<reminder.{r.id}.{r.milestone}.{r.occurrence}@{self._domain}>",
+            expires_at=r.expires_at,
+            patient_id=r.patient_id,
+            local_time=local.strftime("%a %Y-%m-%d %H:%M %Z"),
+            unsubscribe_url=unsubscribe if r.channel == "email" else None,
+        )
+
+    def _deliver(
+        self, r: Claimed, clock: Callable[[], datetime], opted: Mapping[str, set[str]]
+    ) -> str:
+        now = clock()
         zone = self._zone(r.timezone)
         window = self.schedules.send_window
         if not in_window(now, zone, window):
@@ -135,58 +245,43 @@ class Dispatcher:
             )
         if r.address in opted.get(r.channel, set()):
             return self._finish(r, now, "suppressed", "reminder.suppressed", reason="opted out")
-        local = now.astimezone(zone)
         try:
-            rendered = self.templates.render(
-                r.channel,
-                r.language,
-                r.template,
-                message_context(
-                    clinic=self.schedules.clinic,
-                    first_name=r.first_name,
-                    last_name=r.last_name,
-                    milestone=r.milestone,
-                    occurrence=r.occurrence,
-                    surgery_date=r.surgery_date,
-                    send_date=local.date(),
-                ),
-            )
+            message = self._message(r, now, zone)
         except TemplateError as exc:
             return self._finish(
                 r, now, "failed", "reminder.failed", reason=f"template: {exc.detail}"
             )
-        message = Message(
-            reminder_id=r.id,
-            channel=r.channel,
-            to=r.address,
-            text=rendered.text,
-            subject=rendered.subject,
-            html=rendered.html,
-            message_id=f"<reminder.{r.id}.{r.milestone}.{r.occurrence}@{self._domain}>",
-            expires_at=r.expires_at,
-            patient_id=r.patient_id,
-            local_time=local.strftime("%a %Y-%m-%d %H:%M %Z"),
-        )
+
+        if r.in_doubt_since is not None:
+            settled = self._reconcile(r, channel, message, clock)
+            if settled is not None:
+                return settled
+
+        limit = self.limits.get(r.channel)
+        if limit is not None:
+            limit.acquire()
         number = r.attempts + 1
+        started = clock()
         with self.store.write() as tx:
-            attempt = tx.begin_attempt(r.id, number, self.owner, now)
+            attempt = tx.begin_attempt(r.id, number, self.owner, started)
         try:
             receipt = channel.send(message)
         except DeliveryError as exc:
-            return self._failed(r, now, attempt, number, exc)
+            return self._failed(r, clock(), attempt, number, exc)
+        done = clock()
         with self.store.write() as tx:
             tx.finish_attempt(
                 attempt,
                 r.id,
                 outcome="sent",
                 status=receipt.status,
-                now=now,
+                now=done,
                 provider_id=receipt.provider_id,
             )
             tx.audit(
                 [
                     _event(
-                        now,
+                        done,
                         "reminder.sent",
                         r,
                         {"provider_id": receipt.provider_id, "attempt": number},
@@ -195,32 +290,80 @@ class Dispatcher:
             )
         return "sent"
 
+    def _reconcile(
+        self, r: Claimed, channel: Channel, message: Message, clock: Callable[[], datetime]
+    ) -> str | None:
+        """Settle an in-doubt reminder before resending; ``None`` means: go ahead and send."""
+        assert r.in_doubt_since is not None  # noqa: S101  # the caller checked
+        reconcile: Callable[[Message, datetime], Receipt | None] | None = getattr(
+            channel, "reconcile", None
+        )
+        now = clock()
+        if reconcile is None:
+            # No way to ask (SMTP): resend with the same Message-ID so mail clients can
+            # fold a duplicate; record that this was a resend after doubt.
+            with self.store.write() as tx:
+                tx.resolve_in_doubt(r.id, "resent", now)
+            return None
+        try:
+            found = reconcile(message, r.in_doubt_since)
+        except DeliveryError as exc:
+            with self._rng_lock:
+                when = self.retry.next_try(now, r.attempts, r.expires_at, self._rng)
+            with self.store.write() as tx:
+                if when is None:
+                    tx.set_status(
+                        r.id, "failed", now, error=f"in doubt, could not reconcile: {exc}"
+                    )
+                else:
+                    tx.release(r.id, not_before=when, now=now)
+                tx.audit([_event(now, "reminder.reconcile_failed", r, {"code": exc.code or None})])
+            return "failed" if when is None else "in_doubt"
+        with self.store.write() as tx:
+            if found is None:
+                tx.resolve_in_doubt(r.id, "absent", now)
+                tx.audit([_event(now, "reminder.reconciled", r, {"found": False})])
+                return None
+            tx.resolve_in_doubt(r.id, "sent", now, provider_id=found.provider_id)
+            tx.mark_sent(r.id, found.provider_id, now)
+            tx.audit(
+                [
+                    _event(
+                        now,
+                        "reminder.reconciled",
+                        r,
+                        {"found": True, "provider_id": found.provider_id},
+                    )
+                ]
+            )
+        return "reconciled"
+
     def _failed(
         self, r: Claimed, now: datetime, attempt: int, number: int, exc: DeliveryError
     ) -> str:
         code = exc.code or None
         detail: dict[str, Any] = {"attempt": number, "code": code}
         with self.store.write() as tx:
-            if isinstance(exc, TransientError):
-                when = self.retry.next_try(now, number, r.expires_at, self._rng, exc.retry_after)
-                status, outcome = ("planned", "retry") if when else ("expired", "expired")
+            if isinstance(exc, TransientError | InDoubtError):
+                with self._rng_lock:
+                    when = self.retry.next_try(
+                        now, number, r.expires_at, self._rng, exc.retry_after
+                    )
+                doubt = isinstance(exc, InDoubtError)
+                if when is None:
+                    status, outcome = "expired", "expired"
+                else:
+                    status, outcome = "planned", ("in_doubt" if doubt else "retry")
                 tx.finish_attempt(
                     attempt,
                     r.id,
-                    outcome="transient",
+                    outcome="in_doubt" if doubt else "transient",
                     status=status,
                     now=now,
                     error_code=code,
                     error=str(exc),
                     not_before=when,
                 )
-            elif isinstance(exc, InDoubtError):
-                # Leave it leased-but-lapsed: recovery sees the in-doubt attempt and the
-                # reconciler, not a blind resend, decides whether it went out.
-                tx.finish_attempt(
-                    attempt, r.id, outcome="in_doubt", status="sending", now=now, error=str(exc)
-                )
-                status, outcome = "sending", "in_doubt"
             else:
                 tx.finish_attempt(
                     attempt,

@@ -24,10 +24,9 @@ from rich.console import Console
 from rich.table import Table
 
 from reminders.config import load_schedules
-from reminders.dispatch import Dispatcher
 from reminders.errors import ReminderError
 from reminders.models import Schedules
-from reminders.settings import Settings, build_channels
+from reminders.settings import Settings, build_dispatcher
 from reminders.store import Store
 from reminders.sync import sync_patients
 from reminders.templates import TEMPLATES_DIR, Templates, check_templates
@@ -58,10 +57,11 @@ class Service:
         self._seen: tuple[float, ...] = ()
         schedules, templates = self._load_config()
         self.schedules = schedules
-        channels, notes = build_channels(Settings.from_env())
+        self.dispatcher, notes = build_dispatcher(
+            self.store, schedules, templates, Settings.from_env(), owner=self.owner, console=console
+        )
         for note in notes:
             console.print(f"[dim]{note}[/]")
-        self.dispatcher = Dispatcher(self.store, schedules, templates, channels, owner=self.owner)
 
     def _load_config(self) -> tuple[Schedules, Templates]:
         schedules = load_schedules(self.config_dir)
@@ -141,6 +141,7 @@ class Service:
     def _signal(self, signum: int, _frame: FrameType | None) -> None:
         self.console.print(f"received {signal.Signals(signum).name}: finishing in-flight sends")
         self._stop.set()
+        self.dispatcher.stop()
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns the exit code."""
@@ -167,7 +168,7 @@ class Service:
         while not self._stop.wait(1.0):
             pass
         scheduler.shutdown(wait=True)
-        released = self.dispatcher.release(datetime.now(UTC))
+        released = self.dispatcher.release()
         self.store.close()
         self.console.print(f"stopped cleanly; released {released} lease(s)")
         return 0

@@ -8,44 +8,128 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from typing import cast
 
 from rich.console import Console
 
 from reminders.channels.base import Channel
 from reminders.channels.console import ConsoleChannel
+from reminders.channels.smtp import SECURITY_MODES, Security, SmtpChannel, SmtpSettings
+from reminders.channels.twilio import TwilioChannel, TwilioSettings
+from reminders.dispatch import Dispatcher, Unsubscribe
+from reminders.errors import ConfigError
+from reminders.models import Schedules
+from reminders.ratelimit import TokenBucket
+from reminders.store import Store
+from reminders.templates import Templates
+
+ENVIRONMENT = "environment"
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(ENVIRONMENT, f"expected a number, got {raw!r}", field=name) from None
+    if value < 0:
+        raise ConfigError(ENVIRONMENT, f"must not be negative, got {raw!r}", field=name)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     """What the process was told by its environment."""
 
-    #: Folder holding schedules.yaml, templates/ and the patients file.
-    config_dir: Path
-    #: SQLAlchemy URL, or None for the default SQLite file.
-    database_url: str | None
-    #: Base URL the public HTTP endpoints are reachable at (status callbacks, unsubscribe).
+    #: Twilio settings, or None for console SMS.
+    twilio: TwilioSettings | None
+    #: SMTP settings, or None for console email.
+    smtp: SmtpSettings | None
+    #: SMS per second per sender (0: unlimited).
+    sms_rate: float
+    #: Emails per second per sender (0: unlimited).
+    email_rate: float
+    #: Base URL the public HTTP endpoints are reachable at.
     public_url: str | None
-    #: Twilio is configured (account, token and a sender).
-    twilio: bool
-    #: SMTP is configured (host and sender).
-    smtp: bool
+    #: HMAC key for unsubscribe links and tokens.
+    secret_key: str | None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read the environment."""
+        """Read and check the environment; raises ConfigError naming the variable."""
         env = os.environ if env is None else env
+        public_url = (env.get("REMINDERS_PUBLIC_URL") or "").rstrip("/") or None
+        twilio = None
+        sid, token = env.get("TWILIO_ACCOUNT_SID"), env.get("TWILIO_AUTH_TOKEN")
+        sender, service = env.get("TWILIO_FROM_NUMBER"), env.get("TWILIO_MESSAGING_SERVICE_SID")
+        if sid or token:
+            if not (sid and token):
+                missing = "TWILIO_AUTH_TOKEN" if sid else "TWILIO_ACCOUNT_SID"
+                raise ConfigError(
+                    ENVIRONMENT, "is required with the other Twilio credential", field=missing
+                )
+            if not (sender or service):
+                raise ConfigError(
+                    ENVIRONMENT,
+                    "set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID",
+                    field="TWILIO_FROM_NUMBER",
+                )
+            twilio = TwilioSettings(
+                account_sid=sid,
+                auth_token=token,
+                from_number=sender or None,
+                messaging_service_sid=service or None,
+                api_base_url=env.get("TWILIO_API_BASE_URL") or None,
+                public_url=public_url,
+                timeout=_number(env, "TWILIO_TIMEOUT", 10.0),
+            )
+        smtp = None
+        if env.get("SMTP_HOST"):
+            security = (env.get("SMTP_SECURITY") or "starttls").lower()
+            if security not in SECURITY_MODES:
+                raise ConfigError(
+                    ENVIRONMENT,
+                    f"expected one of {', '.join(SECURITY_MODES)}, got {security!r}",
+                    field="SMTP_SECURITY",
+                )
+            if not env.get("EMAIL_FROM"):
+                raise ConfigError(ENVIRONMENT, "is required with SMTP_HOST", field="EMAIL_FROM")
+            default_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
+            smtp = SmtpSettings(
+                host=env["SMTP_HOST"],
+                port=int(_number(env, "SMTP_PORT", default_port)),
+                sender=env["EMAIL_FROM"],
+                security=cast(Security, security),
+                username=env.get("SMTP_USERNAME") or None,
+                password=env.get("SMTP_PASSWORD") or None,
+                timeout=_number(env, "SMTP_TIMEOUT", 30.0),
+            )
         return cls(
-            config_dir=Path(env.get("REMINDERS_CONFIG_DIR") or "."),
-            database_url=env.get("REMINDERS_DATABASE_URL") or None,
-            public_url=(env.get("REMINDERS_PUBLIC_URL") or "").rstrip("/") or None,
-            twilio=bool(
-                env.get("TWILIO_ACCOUNT_SID")
-                and env.get("TWILIO_AUTH_TOKEN")
-                and (env.get("TWILIO_FROM_NUMBER") or env.get("TWILIO_MESSAGING_SERVICE_SID"))
-            ),
-            smtp=bool(env.get("SMTP_HOST") and env.get("EMAIL_FROM")),
+            twilio=twilio,
+            smtp=smtp,
+            sms_rate=_number(env, "TWILIO_RATE_LIMIT", 1.0),
+            email_rate=_number(env, "SMTP_RATE_LIMIT", 10.0),
+            public_url=public_url,
+            secret_key=env.get("REMINDERS_SECRET_KEY") or None,
         )
+
+    def limits(self) -> dict[str, TokenBucket]:
+        """One token bucket per sender (channel)."""
+        return {"sms": TokenBucket(self.sms_rate), "email": TokenBucket(self.email_rate)}
+
+    def unsubscribe(self) -> Unsubscribe | None:
+        """One-click unsubscribe links, when a public URL and a secret key are set."""
+        if self.public_url and self.secret_key:
+            return Unsubscribe(self.public_url, self.secret_key)
+        return None
+
+    def message_domain(self) -> str:
+        """The domain of Message-IDs: the sender's, so they are unique to this clinic."""
+        if self.smtp and "@" in self.smtp.sender:
+            return self.smtp.sender.rsplit("@", 1)[1].strip(" >")
+        return "recovery-reminders.invalid"
 
 
 def build_channels(
@@ -57,15 +141,50 @@ def build_channels(
     """
     channels: dict[str, Channel] = {}
     notes: list[str] = []
-    for name, configured, needs in (
-        ("sms", settings.twilio, "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER"),
-        ("email", settings.smtp, "SMTP_HOST and EMAIL_FROM"),
-    ):
-        channels[name] = ConsoleChannel(name, console)
-        if configured:
-            notes.append(
-                f"{name}: provider settings found, but provider delivery is not built yet: console"
-            )
-        else:
-            notes.append(f"{name}: console (dry run); set {needs} to deliver for real")
+    if settings.twilio:
+        channels["sms"] = TwilioChannel(settings.twilio)
+        target = settings.twilio.api_base_url or "Twilio"
+        notes.append(f"sms: Twilio ({target}), {settings.sms_rate or 'unlimited'} msg/s")
+    else:
+        channels["sms"] = ConsoleChannel("sms", console)
+        notes.append(
+            "sms: console (dry run); set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER"
+        )
+    if settings.smtp:
+        channels["email"] = SmtpChannel(settings.smtp)
+        notes.append(
+            f"email: SMTP {settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security}), "
+            f"{settings.email_rate or 'unlimited'} msg/s"
+        )
+    else:
+        channels["email"] = ConsoleChannel("email", console)
+        notes.append("email: console (dry run); set SMTP_HOST and EMAIL_FROM")
+    if settings.public_url and not settings.secret_key:
+        notes.append(
+            "REMINDERS_SECRET_KEY is not set: emails go out without one-click unsubscribe links"
+        )
     return channels, notes
+
+
+def build_dispatcher(
+    store: Store,
+    schedules: Schedules,
+    templates: Templates,
+    settings: Settings,
+    *,
+    owner: str,
+    console: Console | None = None,
+) -> tuple[Dispatcher, list[str]]:
+    """A dispatcher wired to the channels, rate limits and unsubscribe links of ``settings``."""
+    channels, notes = build_channels(settings, console)
+    dispatcher = Dispatcher(
+        store,
+        schedules,
+        templates,
+        channels,
+        owner=owner,
+        limits=settings.limits(),
+        unsubscribe=settings.unsubscribe(),
+        message_domain=settings.message_domain(),
+    )
+    return dispatcher, notes

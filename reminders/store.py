@@ -227,6 +227,8 @@ class Claimed:
     timezone: str
     #: Template language.
     language: str
+    #: Start of the earliest attempt that may have reached the provider, unresolved.
+    in_doubt_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,6 +557,13 @@ class Transaction:
             .where(r.id.in_(ids))
             .values(status="sending", lease_owner=owner, lease_until=lease_until, updated_at=now)
         )
+        doubt = dict(
+            self.conn.execute(
+                sa.select(ATTEMPTS.c.reminder_id, sa.func.min(ATTEMPTS.c.started_at))
+                .where(ATTEMPTS.c.reminder_id.in_(ids), ATTEMPTS.c.outcome == "in_doubt")
+                .group_by(ATTEMPTS.c.reminder_id)
+            ).all()
+        )
         rows = self.conn.execute(
             sa.select(
                 r.id,
@@ -597,6 +606,7 @@ class Transaction:
                 surgery_date=row.surgery_date,
                 timezone=row.timezone,
                 language=row.language,
+                in_doubt_since=_aware(doubt.get(row.id)),
             )
             for row in rows
         ]
@@ -684,31 +694,75 @@ class Transaction:
             .values(status="planned", lease_owner=None, lease_until=None, updated_at=now)
         ).rowcount
 
-    def recover_expired_leases(self, now: datetime) -> tuple[int, list[int]]:
-        """Return abandoned leases to ``planned`` when no attempt was started.
+    def recover_expired_leases(self, now: datetime) -> int:
+        """Return lapsed leases to ``planned``; returns how many.
 
-        Returns the number released and the ids whose attempt was in flight: those
-        may have reached the provider and must be reconciled, never simply resent.
+        An attempt still ``pending`` under a lapsed lease means its process died
+        mid-call: the provider may have the message. That attempt is marked
+        ``in_doubt`` so the next claim reconciles it with the provider before any resend.
         """
-        c = REMINDERS.c
-        expired = sa.select(c.id).where(c.status == "sending", c.lease_until < now)
-        in_flight = {
-            row.reminder_id
+        c, a = REMINDERS.c, ATTEMPTS.c
+        lapsed = [
+            row.id
             for row in self.conn.execute(
-                sa.select(ATTEMPTS.c.reminder_id).where(
-                    ATTEMPTS.c.outcome.in_(("pending", "in_doubt")),
-                    ATTEMPTS.c.reminder_id.in_(expired),
+                sa.select(c.id)
+                .where(c.status == "sending", c.lease_until < now)
+                .with_for_update(skip_locked=True)
+            )
+        ]
+        for chunk in _chunks(lapsed, IN_CHUNK):
+            self.conn.execute(
+                ATTEMPTS.update()
+                .where(a.reminder_id.in_(chunk), a.outcome == "pending")
+                .values(
+                    outcome="in_doubt",
+                    finished_at=now,
+                    error="lease lapsed with the attempt in flight",
                 )
             )
-        }
-        ids = [row.id for row in self.conn.execute(expired) if row.id not in in_flight]
-        for chunk in _chunks(ids, IN_CHUNK):
             self.conn.execute(
                 REMINDERS.update()
                 .where(c.id.in_(chunk), c.status == "sending")
-                .values(status="planned", lease_owner=None, lease_until=None, updated_at=now)
+                .values(
+                    status="planned",
+                    lease_owner=None,
+                    lease_until=None,
+                    not_before=now,
+                    updated_at=now,
+                )
             )
-        return len(ids), sorted(in_flight)
+        return len(lapsed)
+
+    def resolve_in_doubt(
+        self, reminder_id: int, resolution: str, now: datetime, *, provider_id: str | None = None
+    ) -> None:
+        """Close the in-doubt attempts of a reminder: ``sent`` (found), ``absent`` or ``resent``."""
+        a = ATTEMPTS.c
+        values: dict[str, Any] = {"outcome": f"in_doubt:{resolution}", "finished_at": now}
+        if provider_id is not None:
+            values["provider_id"] = provider_id
+        self.conn.execute(
+            ATTEMPTS.update()
+            .where(a.reminder_id == reminder_id, a.outcome == "in_doubt")
+            .values(**values)
+        )
+
+    def mark_sent(self, reminder_id: int, provider_id: str, now: datetime) -> None:
+        """Record a reminder as sent without a new attempt (found by reconciliation)."""
+        self.conn.execute(
+            REMINDERS.update()
+            .where(REMINDERS.c.id == reminder_id)
+            .values(
+                status="sent",
+                provider_id=provider_id,
+                sent_at=now,
+                error=None,
+                error_code=None,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
+        )
 
     def begin_attempt(self, reminder_id: int, number: int, owner: str, now: datetime) -> int:
         """Record an attempt before the provider is called; returns its id."""
@@ -878,6 +932,15 @@ class Transaction:
         return [
             {**dict(r._mapping), "detail": json.loads(r.detail)} for r in self.conn.execute(query)
         ]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Aggregates (``min``) bypass the column type on SQLite: make them aware UTC here."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _entry(row: Any) -> TimelineEntry:

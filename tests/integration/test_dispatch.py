@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -12,7 +13,7 @@ from reminders.channels.memory import MemoryChannel
 from reminders.dispatch import Dispatcher
 from reminders.errors import DeliveryError, InDoubtError, PermanentError, TransientError
 from reminders.models import Schedules
-from reminders.store import Store
+from reminders.store import Store, TimelineEntry
 from reminders.sync import sync_patients
 from reminders.templates import Templates
 from tests.integration.test_sync import patient, timeline, write
@@ -164,16 +165,68 @@ def test_unsubscribed_error_opts_out_and_suppresses_pending_sms(
     assert later_email == {"planned"}
 
 
-def test_in_doubt_attempt_is_not_blindly_resent(
+def once(error: DeliveryError) -> Callable[[Message], DeliveryError | None]:
+    """A failure hook that raises ``error`` on the first call only."""
+    errors = iter([error])
+    return lambda _m: next(errors, None)
+
+
+def sms_entry(store: Store) -> TimelineEntry:
+    return next(
+        e
+        for e in timeline(store, "P-1")
+        if e.milestone == "crutches-toe-touch" and e.channel == "sms"
+    )
+
+
+def test_in_doubt_send_that_was_accepted_is_reconciled_not_resent(
     store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
 ) -> None:
-    """A send that may have reached the provider is left for reconciliation, not retried."""
+    """A provider that took the message then timed out is asked before any resend, and nothing is resent."""
     enrol(store, shipped, tmp_path, "P-1")
-    sms = MemoryChannel("sms", fail=lambda _m: InDoubtError("timeout after request"))
+    sms = MemoryChannel("sms", fail=once(InDoubtError("read timeout")), accept_in_doubt=True)
     d = dispatcher(store, shipped, templates, sms)
     assert d.tick(DAY1).counts["in_doubt"] == 1
-    d.tick(DAY1 + timedelta(minutes=30))
+    retry_at = sms_entry(store).not_before
+    assert retry_at > DAY1
+    assert d.tick(retry_at).counts["reconciled"] == 1
     assert len(sms.calls) == 1
+    assert len(sms.reconciled) == 1
+    entry = sms_entry(store)
+    assert entry.status == "sent"
+    assert entry.provider_id == "MEM000001"
+
+
+def test_in_doubt_send_that_was_not_accepted_is_resent_once(
+    store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
+) -> None:
+    """When reconciliation finds nothing at the provider, the reminder is sent again, once."""
+    enrol(store, shipped, tmp_path, "P-1")
+    sms = MemoryChannel("sms", fail=once(InDoubtError("connection reset")))
+    d = dispatcher(store, shipped, templates, sms)
+    d.tick(DAY1)
+    assert d.tick(sms_entry(store).not_before).counts["sent"] == 1
+    assert len(sms.reconciled) == 1
+    assert len(sms.sent) == 1
+    assert sms_entry(store).attempts == 2
+
+
+def test_crash_mid_attempt_is_reconciled_after_the_lease_lapses(
+    store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
+) -> None:
+    """An attempt left pending by a dead process is reconciled, not blindly resent, once its lease lapses."""
+    enrol(store, shipped, tmp_path, "P-1")
+    sms = MemoryChannel("sms")
+    with store.write() as tx:
+        claimed = tx.claim_due(DAY1, "dead", DAY1 + timedelta(minutes=5), 10)
+        for c in claimed:
+            tx.begin_attempt(c.id, 1, "dead", DAY1)
+    d = dispatcher(store, shipped, templates, sms)
+    assert d.tick(DAY1 + timedelta(minutes=1)).counts["sent"] == 0  # lease still held
+    report = d.tick(DAY1 + timedelta(minutes=6))
+    assert report.counts["sent"] == 2  # the SMS and the email, each not found by reconciliation
+    assert len(sms.reconciled) == 1
+    assert len(sms.sent) == 1
 
 
 def test_abandoned_lease_without_attempt_is_claimed_again(
