@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from reminders import logs
 from reminders.config import load_schedules
 from reminders.dispatch import Dispatcher, TickReport
 from reminders.errors import ReminderError, UnknownPatient
@@ -145,6 +146,9 @@ def main_options(
     ctx: typer.Context, config: ConfigOpt = None, database: DatabaseOpt = None
 ) -> None:
     """Post-operative recovery reminders by SMS and email."""
+    logs.configure(
+        os.environ.get("REMINDERS_LOG_FORMAT"), os.environ.get("REMINDERS_LOG_LEVEL", "WARNING")
+    )
     ctx.obj = Context(config_dir=config or Path("."), database=database)
 
 
@@ -633,20 +637,35 @@ def demo(ctx: typer.Context, patients: PatientsOpt = None) -> None:
         run_demo(schedules, templates, patients_path(c.config_dir, patients), out)
 
 
+def _service(c: Context, patients: Path | None) -> Any:
+    from reminders.service import Service  # noqa: PLC0415  # keeps start-up of other commands light
+
+    logs.configure(
+        os.environ.get("REMINDERS_LOG_FORMAT"), os.environ.get("REMINDERS_LOG_LEVEL", "INFO")
+    )
+    return Service(
+        config_dir=c.config_dir,
+        database_url=c.database or default_database_url(c.config_dir),
+        patients=patients_path(c.config_dir, patients),
+        console=out,
+    )
+
+
 @app.command()
 def run(ctx: typer.Context, patients: PatientsOpt = None) -> None:
-    """The service: sync and dispatch on a schedule until SIGTERM or Ctrl-C."""
-    from reminders.service import Service  # noqa: PLC0415
-
+    """The service: sync, dispatch and HTTP endpoints until SIGTERM or Ctrl-C."""
     c = _ctx(ctx)
     with _errors():
-        service = Service(
-            config_dir=c.config_dir,
-            database_url=c.database or default_database_url(c.config_dir),
-            patients=patients_path(c.config_dir, patients),
-            console=out,
-        )
-        code = service.run()
+        code = _service(c, patients).run()
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(ctx: typer.Context, patients: PatientsOpt = None) -> None:
+    """Only the HTTP endpoints (webhooks, unsubscribe, health, metrics); no dispatching."""
+    c = _ctx(ctx)
+    with _errors():
+        code = _service(c, patients).run(dispatch=False)
     raise typer.Exit(code)
 
 

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
+from reminders import logs
 from reminders.channels.base import Channel, Message, Receipt
 from reminders.errors import (
     DeliveryError,
@@ -42,6 +43,8 @@ from reminders.store import Claimed, Store
 from reminders.templates import Templates, message_context
 from reminders.tokens import sign
 
+log = logs.get("reminders.dispatch")
+
 #: Every outcome a tick reports, in display order.
 OUTCOMES: Final = (
     "sent",
@@ -53,6 +56,18 @@ OUTCOMES: Final = (
     "deferred",
     "in_doubt",
 )
+
+
+class Observer(Protocol):
+    """Receives what the dispatcher does (metrics); must not block."""
+
+    def outcome(self, channel: str, outcome: str, lateness: float | None) -> None:
+        """One reminder's outcome; ``lateness`` in seconds after its due time for a send."""
+        ...
+
+    def provider_error(self, channel: str, code: str) -> None:
+        """A provider error code was returned."""
+        ...
 
 
 class Reconciling(Protocol):
@@ -109,6 +124,7 @@ class Dispatcher:
         unsubscribe: Unsubscribe | None = None,
         message_domain: str = "recovery-reminders.invalid",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observer: Observer | None = None,
     ) -> None:
         self.store = store
         self.schedules = schedules
@@ -123,6 +139,7 @@ class Dispatcher:
         self.retry = retry or RetryPolicy()
         self.unsubscribe = unsubscribe
         self.clock = clock
+        self.observer = observer
         self._rng = rng or random.Random()  # noqa: S311  # jitter, not cryptography
         self._rng_lock = threading.Lock()
         self._domain = message_domain
@@ -159,7 +176,7 @@ class Dispatcher:
                         }
                     if not claimed:
                         break
-                    futures = [pool.submit(self._deliver, r, clock, opted) for r in claimed]
+                    futures = [pool.submit(self._observed, r, clock, opted) for r in claimed]
                     for future in futures:
                         report.counts[future.result()] += 1
         finally:
@@ -222,6 +239,26 @@ class Dispatcher:
             local_time=local.strftime("%a %Y-%m-%d %H:%M %Z"),
             unsubscribe_url=unsubscribe if r.channel == "email" else None,
         )
+
+    def _observed(
+        self, r: Claimed, clock: Callable[[], datetime], opted: Mapping[str, set[str]]
+    ) -> str:
+        outcome = self._deliver(r, clock, opted)
+        lateness = (
+            (clock() - r.due_at).total_seconds() if outcome in ("sent", "reconciled") else None
+        )
+        log.info(
+            "reminder." + outcome,
+            reminder_id=r.id,
+            patient_id=r.patient_id,
+            milestone=r.milestone,
+            occurrence=r.occurrence,
+            channel=r.channel,
+            attempt=r.attempts + 1,
+        )
+        if self.observer is not None:
+            self.observer.outcome(r.channel, outcome, lateness)
+        return outcome
 
     def _deliver(
         self, r: Claimed, clock: Callable[[], datetime], opted: Mapping[str, set[str]]
@@ -342,6 +379,8 @@ class Dispatcher:
         self, r: Claimed, now: datetime, attempt: int, number: int, exc: DeliveryError
     ) -> str:
         code = exc.code or None
+        if code and self.observer is not None:
+            self.observer.provider_error(r.channel, code)
         detail: dict[str, Any] = {"attempt": number, "code": code}
         with self.store.write() as tx:
             if isinstance(exc, TransientError | InDoubtError):

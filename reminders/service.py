@@ -1,123 +1,250 @@
-"""``reminders run``: the long-running service.
+"""``reminders run``: the long-running service, and ``reminders serve``: its HTTP side alone.
 
-APScheduler 3 is a detail of this module: it only decides *when* to call
-:meth:`Dispatcher.tick` and the sync. The outbox in the database decides *what*.
-Jobs run with ``coalesce=True`` and ``misfire_grace_time=None`` so that a pause or
-a slow batch delays a tick but never drops one.
+APScheduler 3 is a detail of this module: it decides *when* to call
+:meth:`Dispatcher.tick` and the sync; the outbox in the database decides *what*.
+
+Jobs (all with ``coalesce=True``, ``max_instances=1`` and ``misfire_grace_time=None``,
+so a pause or a slow batch delays a run but never drops one):
+
+* ``wake``: a one-off job at the next due time, re-armed after every tick and sync;
+* ``poll``: a safety tick every 15 seconds;
+* ``watch``: re-syncs when schedules.yaml, a template or the patients file changes;
+* ``sync``: a full sync every 10 minutes whatever happened;
+* ``housekeeping``: hourly database upkeep.
+
+SIGTERM or SIGINT: stop claiming, let in-flight sends finish, release leases, stop
+the HTTP server, exit 0 (1 if that took longer than :data:`STOP_TIMEOUT`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Final
 from zoneinfo import ZoneInfo
 
+import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 from rich.console import Console
 from rich.table import Table
 
+from reminders import logs
+from reminders.channels.base import Message
 from reminders.config import load_schedules
-from reminders.errors import ReminderError
+from reminders.errors import DeliveryError, ReminderError
+from reminders.fields import mask_phone
+from reminders.http import Inbound, WebContext, create_app
+from reminders.metrics import Metrics
 from reminders.models import Schedules
 from reminders.settings import Settings, build_dispatcher
 from reminders.store import Store
 from reminders.sync import sync_patients
 from reminders.templates import TEMPLATES_DIR, Templates, check_templates
 
-log = logging.getLogger("reminders.service")
+log = logs.get("reminders.service")
 
-#: The dispatcher runs at least this often even when nothing seems due (safety poll).
+#: The dispatcher runs at least this often even when nothing seems due.
 POLL: Final = timedelta(seconds=15)
-#: The patients file and the configuration are checked this often.
-SYNC_EVERY: Final = timedelta(seconds=60)
-#: Longest a graceful stop waits for in-flight sends.
-STOP_TIMEOUT: Final = 30.0
+#: Files are checked for changes this often.
+WATCH: Final = timedelta(seconds=5)
+#: A full sync runs this often even when no file changed.
+SYNC_EVERY: Final = timedelta(minutes=10)
+#: Longest a graceful stop may take before the process gives up and exits 1.
+STOP_TIMEOUT: Final = 40.0
+_JOB_DEFAULTS: Final = {"coalesce": True, "misfire_grace_time": None, "max_instances": 1}
+
+
+def load_config(config_dir: Path) -> tuple[Schedules, Templates]:
+    """schedules.yaml and every template, checked; raises ConfigError."""
+    schedules = load_schedules(config_dir)
+    templates = Templates(config_dir / TEMPLATES_DIR)
+    errors, _ = check_templates(schedules, templates)
+    if errors:
+        raise errors[0]
+    return schedules, templates
 
 
 class Service:
-    """Sync and dispatch on a schedule until a signal asks it to stop."""
+    """Sync, dispatch and serve HTTP until a signal asks it to stop."""
 
     def __init__(
-        self, *, config_dir: Path, database_url: str, patients: Path, console: Console
+        self,
+        *,
+        config_dir: Path,
+        database_url: str,
+        patients: Path,
+        console: Console,
+        settings: Settings | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config_dir = config_dir
         self.patients = patients
         self.console = console
+        self.clock = clock
+        self.settings = settings or Settings.from_env()
         self.store = Store(database_url)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._seen: tuple[float, ...] = ()
-        schedules, templates = self._load_config()
-        self.schedules = schedules
-        self.dispatcher, notes = build_dispatcher(
-            self.store, schedules, templates, Settings.from_env(), owner=self.owner, console=console
+        self.schedules, templates = load_config(config_dir)
+        self.metrics = Metrics(self.store, clock)
+        self.dispatcher, self.notes = build_dispatcher(
+            self.store, self.schedules, templates, self.settings, owner=self.owner, console=console
         )
-        for note in notes:
-            console.print(f"[dim]{note}[/]")
+        self.dispatcher.observer = self.metrics
+        self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults=_JOB_DEFAULTS)
+        self._stop = threading.Event()
+        self._dispatching = threading.Lock()
+        self._seen: tuple[float, ...] = ()
+        self.http: uvicorn.Server | None = None
 
-    def _load_config(self) -> tuple[Schedules, Templates]:
-        schedules = load_schedules(self.config_dir)
-        templates = Templates(self.config_dir / TEMPLATES_DIR)
-        errors, _ = check_templates(schedules, templates)
-        if errors:
-            raise errors[0]
-        return schedules, templates
+    # -- jobs ----------------------------------------------------------------------------
 
     def _mtimes(self) -> tuple[float, ...]:
-        paths = [
-            self.config_dir / "schedules.yaml",
-            self.patients,
-            *sorted((self.config_dir / TEMPLATES_DIR).rglob("*.j2")),
-        ]
-        return tuple(p.stat().st_mtime if p.exists() else 0.0 for p in paths)
+        templates = sorted((self.config_dir / TEMPLATES_DIR).rglob("*.j2"))
+        paths = [self.config_dir / "schedules.yaml", self.patients, *templates]
+        return tuple(p.stat().st_mtime_ns if p.exists() else 0.0 for p in paths)
 
-    def sync(self, *, force_check: bool = False) -> None:
-        """Re-read configuration and patients when changed; keep the last good config on error."""
-        mtimes = self._mtimes()
-        if mtimes == self._seen and not force_check:
-            return
+    def watch(self) -> None:
+        """Re-sync if a configuration or patients file changed since the last look."""
+        if self._mtimes() != self._seen:
+            self.sync()
+
+    def sync(self) -> None:
+        """Re-read configuration and patients; a bad configuration keeps the last good one."""
+        self._seen = self._mtimes()
         try:
-            schedules, templates = self._load_config()
+            schedules, templates = load_config(self.config_dir)
         except ReminderError as exc:
-            self.console.print(f"[red]configuration rejected, keeping the last good one:[/] {exc}")
-            self._seen = mtimes
-            return
-        with self._lock:
+            log.error("config.rejected", error=str(exc), kept="last good configuration")
+            schedules, templates = self.schedules, self.dispatcher.templates
+        else:
+            if schedules.fingerprint != self.schedules.fingerprint:
+                log.info("config.changed", schedules=schedules.fingerprint)
+        with self._dispatching:
             self.schedules = schedules
             self.dispatcher.schedules = schedules
             self.dispatcher.templates = templates
             try:
-                report = sync_patients(self.store, schedules, self.patients, datetime.now(UTC))
+                report = sync_patients(self.store, schedules, self.patients, self.clock())
             except ReminderError as exc:
-                self.console.print(f"[red]sync refused:[/] {exc}")
-                self._seen = mtimes
+                log.error("sync.refused", error=str(exc))
                 return
-        self._seen = mtimes
         for problem in report.problems:
-            self.console.print(f"[yellow]skipped[/] {problem}")
+            log.warning("sync.record_skipped", problem=str(problem))
         if report.changed:
-            self.console.print(
-                f"sync: {len(report.enrolled)} enrolled, {len(report.updated)} updated, "
-                f"{len(report.withdrawn)} withdrawn, {report.unchanged} unchanged"
+            log.info(
+                "sync.applied",
+                enrolled=len(report.enrolled),
+                updated=len(report.updated),
+                paused=len(report.paused),
+                withdrawn=len(report.withdrawn),
+                unchanged=report.unchanged,
+                reminders=dict(report.reminders),
             )
+        self._arm()
 
     def dispatch(self) -> None:
-        """Deliver everything due now."""
+        """Deliver everything due now, then arm the wake-up for the next due time."""
         if self._stop.is_set():
             return
-        with self._lock:
-            report = self.dispatcher.tick(datetime.now(UTC))
+        with self._dispatching:
+            report = self.dispatcher.tick()
         counts = {k: v for k, v in report.as_dict().items() if v}
         if counts:
-            self.console.print("tick: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+            log.info("tick", **counts)
+        self._arm()
+
+    def housekeeping(self) -> None:
+        """Database upkeep (SQLite: checkpoint the WAL so it does not grow without bound)."""
+        self.store.checkpoint()
+
+    def _arm(self) -> None:
+        """Schedule a tick at the next due time (the poll covers anything later than it)."""
+        if self._stop.is_set() or not self.scheduler.running:
+            return
+        with self.store.read() as tx:
+            due = tx.next_due()
+        if due is None:
+            return
+        when = max(due, self.clock())
+        if when - self.clock() < POLL:
+            self.scheduler.add_job(
+                self.dispatch, "date", run_date=when, id="wake", replace_existing=True
+            )
+
+    def forward(self, inbound: Inbound) -> None:
+        """Send a patient's free-text reply on to the clinic's coordinator."""
+        clinic = self.schedules.clinic
+        if not clinic.coordinator_email:
+            log.warning(
+                "inbound.not_forwarded", reason="clinic.coordinator_email is not set", id=inbound.id
+            )
+            return
+        who = ", ".join(inbound.patient_ids) or "no enrolled patient"
+        message = Message(
+            reminder_id=0,
+            channel="email",
+            to=clinic.coordinator_email,
+            subject=f"Patient reply ({who})",
+            text=f"A text message came in from {inbound.sender} ({who}):\n\n{inbound.body}\n",
+            message_id=f"<inbound.{inbound.id}@{self.settings.message_domain()}>",
+            local_time=self.clock()
+            .astimezone(ZoneInfo(clinic.timezone))
+            .strftime("%a %Y-%m-%d %H:%M %Z"),
+        )
+        try:
+            self.dispatcher.channels["email"].send(message)
+        except DeliveryError as exc:
+            log.error(
+                "inbound.forward_failed",
+                id=inbound.id,
+                code=exc.code,
+                sender=mask_phone(inbound.sender),
+            )
+            return
+        with self.store.write() as tx:
+            tx.mark_forwarded(inbound.id)
+        log.info("inbound.forwarded", id=inbound.id)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def web_context(self, running: Callable[[], bool]) -> WebContext:
+        """What the HTTP handlers need."""
+        return WebContext(
+            store=self.store,
+            twilio_auth_token=self.settings.twilio.auth_token if self.settings.twilio else None,
+            public_url=self.settings.public_url,
+            secret_key=self.settings.secret_key,
+            clinic=lambda: self.schedules.clinic,
+            metrics=self.metrics,
+            running=running,
+            forward=self.forward,
+            clock=self.clock,
+        )
+
+    def _serve_http(self, running: Callable[[], bool]) -> threading.Thread:
+        config = uvicorn.Config(
+            create_app(self.web_context(running)),
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        self.http = uvicorn.Server(config)
+        thread = threading.Thread(target=self.http.run, name="http", daemon=True)
+        thread.start()
+        return thread
+
+    def _signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("service.stopping", signal=signal.Signals(signum).name)
+        self._stop.set()
+        self.dispatcher.stop()
 
     def show_upcoming(self, limit: int = 15) -> None:
         """Print what will be sent next, with each patient's local time."""
@@ -138,37 +265,64 @@ class Service:
             )
         self.console.print(table)
 
-    def _signal(self, signum: int, _frame: FrameType | None) -> None:
-        self.console.print(f"received {signal.Signals(signum).name}: finishing in-flight sends")
-        self._stop.set()
-        self.dispatcher.stop()
-
-    def run(self) -> int:
+    def run(self, *, http: bool = True, dispatch: bool = True) -> int:
         """Serve until SIGTERM/SIGINT; returns the exit code."""
-        self.sync(force_check=True)
-        self.show_upcoming()
-        scheduler = BackgroundScheduler(
-            timezone=UTC,
-            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
-        )
-        scheduler.add_job(
-            self.dispatch,
-            "interval",
-            seconds=POLL.total_seconds(),
-            id="dispatch",
-            next_run_time=datetime.now(UTC),
-        )
-        scheduler.add_job(self.sync, "interval", seconds=SYNC_EVERY.total_seconds(), id="sync")
         signal.signal(signal.SIGTERM, self._signal)
         signal.signal(signal.SIGINT, self._signal)
-        scheduler.start()
-        self.console.print(
-            f"running as {self.owner}; database {self.store.safe_url}; Ctrl-C to stop"
+        for note in self.notes:
+            log.info("channel", detail=note)
+        if dispatch:
+            self.sync()
+            self.show_upcoming()
+            s = self.scheduler
+            s.add_job(
+                self.dispatch,
+                "interval",
+                seconds=POLL.total_seconds(),
+                id="poll",
+                next_run_time=self.clock(),
+            )
+            s.add_job(self.watch, "interval", seconds=WATCH.total_seconds(), id="watch")
+            s.add_job(self.sync, "interval", seconds=SYNC_EVERY.total_seconds(), id="sync")
+            s.add_job(self.housekeeping, "interval", hours=1, id="housekeeping")
+            s.start()
+        http_thread = (
+            self._serve_http(lambda: self.scheduler.running or not dispatch) if http else None
         )
-        while not self._stop.wait(1.0):
-            pass
-        scheduler.shutdown(wait=True)
+        log.info(
+            "service.started",
+            owner=self.owner,
+            database=self.store.safe_url,
+            http=f"{self.settings.http_host}:{self.settings.http_port}" if http else None,
+        )
+        while not self._stop.wait(0.5):
+            if http_thread is not None and not http_thread.is_alive():
+                log.error("http.stopped", reason="the HTTP server exited (port in use?)")
+                self._stop.set()
+                self.dispatcher.stop()
+                code = 1
+                break
+        else:
+            code = 0
+        return self._shutdown(code, http_thread)
+
+    def _shutdown(self, code: int, http_thread: threading.Thread | None) -> int:
+        done = threading.Event()
+
+        def watchdog() -> None:
+            if not done.wait(STOP_TIMEOUT):
+                log.error("service.stop_timeout", seconds=STOP_TIMEOUT)
+                os._exit(1)
+
+        threading.Thread(target=watchdog, name="stop-watchdog", daemon=True).start()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)  # waits for a running tick: in-flight sends finish
         released = self.dispatcher.release()
+        if self.http is not None:
+            self.http.should_exit = True
+        if http_thread is not None:
+            http_thread.join(timeout=10)
         self.store.close()
-        self.console.print(f"stopped cleanly; released {released} lease(s)")
-        return 0
+        done.set()
+        log.info("service.stopped", released_leases=released, exit_code=code)
+        return code

@@ -55,6 +55,10 @@ class Settings:
     public_url: str | None
     #: HMAC key for unsubscribe links and tokens.
     secret_key: str | None
+    #: Address the HTTP server binds to (loopback by default).
+    http_host: str = "127.0.0.1"
+    #: Port of the HTTP server.
+    http_port: int = 8080
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -113,6 +117,8 @@ class Settings:
             email_rate=_number(env, "SMTP_RATE_LIMIT", 10.0),
             public_url=public_url,
             secret_key=env.get("REMINDERS_SECRET_KEY") or None,
+            http_host=env.get("REMINDERS_HTTP_HOST") or "127.0.0.1",
+            http_port=int(_number(env, "REMINDERS_HTTP_PORT", 8080)),
         )
 
     def limits(self) -> dict[str, TokenBucket]:

@@ -150,12 +150,45 @@ class AuditEvent(SQLModel, table=True):
     detail: str = "{}"  # JSON object; never message bodies or contact details
 
 
+class InboundMessage(SQLModel, table=True):
+    """A text a patient sent to the clinic's number (STOP, START, HELP or free text)."""
+
+    __tablename__ = "inbound_messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _utc(index=True)
+    sender: str  # E.164
+    body: str  # PHI: kept in the database only, never logged
+    kind: str  # stop | start | help | other
+    provider_id: str | None = Field(
+        default=None, unique=True
+    )  # Twilio MessageSid: duplicates ignored
+    patient_ids: str = ""  # comma-separated enrollments with that number
+    forwarded: bool = False
+
+
 _T = SQLModel.metadata.tables
 ENROLLMENTS: Final = _T["enrollments"]
 REMINDERS: Final = _T["reminders"]
 ATTEMPTS: Final = _T["attempts"]
 OPT_OUTS: Final = _T["opt_outs"]
 AUDIT: Final = _T["audit_events"]
+INBOUND: Final = _T["inbound_messages"]
+
+#: Twilio MessageStatus -> reminder status; the rank orders them so late callbacks never regress.
+CALLBACK_STATUS: Final = {
+    "accepted": ("sent", 1),
+    "scheduled": ("sent", 1),
+    "queued": ("sent", 1),
+    "sending": ("sent", 1),
+    "sent": ("sent", 1),
+    "delivered": ("delivered", 2),
+    "read": ("delivered", 2),
+    "undelivered": ("failed", 2),
+    "failed": ("failed", 2),
+    "canceled": ("failed", 2),
+}
+_RANK: Final = {"planned": 0, "sending": 0, "sent": 1, "delivered": 2, "failed": 2}
 
 #: Statuses of reminders that are still waiting to go out.
 PENDING: Final = ("planned",)
@@ -347,6 +380,12 @@ class Store:
         """A read-only transaction."""
         with self.engine.connect() as conn, conn.begin():
             yield Transaction(conn)
+
+    def checkpoint(self) -> None:
+        """Fold SQLite's write-ahead log back into the database file (no-op elsewhere)."""
+        if self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def ping(self) -> None:
         """Raise StoreError unless the database answers."""
@@ -852,6 +891,111 @@ class Transaction:
                 .values(status="completed", updated_at=now)
             )
         return ids
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    def apply_status_callback(
+        self,
+        reminder_id: int,
+        message_sid: str,
+        message_status: str,
+        error_code: str | None,
+        now: datetime,
+    ) -> str | None:
+        """Apply a Twilio status callback; returns the new reminder status, or None if ignored.
+
+        Duplicates and callbacks that arrive out of order never move a reminder
+        backwards (``delivered`` is not undone by a late ``sent``); a callback for
+        another message than the one recorded is ignored.
+        """
+        mapped = CALLBACK_STATUS.get(message_status.lower())
+        if mapped is None:
+            return None
+        status, rank = mapped
+        r = REMINDERS.c
+        row = self.conn.execute(
+            sa.select(r.status, r.provider_id, r.channel)
+            .where(r.id == reminder_id)
+            .with_for_update()
+        ).first()
+        if row is None or row.channel != "sms":
+            return None
+        if row.provider_id not in (None, message_sid):
+            return None
+        if row.status not in _RANK or rank <= _RANK[row.status]:
+            return None
+        values: dict[str, Any] = {"status": status, "provider_id": message_sid, "updated_at": now}
+        if status == "failed":
+            values.update(error_code=error_code, error=f"Twilio reported {message_status}")
+        if row.status in ("planned", "sending"):
+            values.update(sent_at=now, lease_owner=None, lease_until=None)
+            self.conn.execute(
+                ATTEMPTS.update()
+                .where(
+                    ATTEMPTS.c.reminder_id == reminder_id,
+                    ATTEMPTS.c.outcome.in_(("pending", "in_doubt")),
+                )
+                .values(outcome="in_doubt:sent", provider_id=message_sid, finished_at=now)
+            )
+        self.conn.execute(REMINDERS.update().where(r.id == reminder_id).values(**values))
+        return status
+
+    def patients_with(self, channel: str, address: str) -> list[str]:
+        """Ids of enrollments reached at ``address`` on ``channel``."""
+        column = ENROLLMENTS.c.phone if channel == "sms" else ENROLLMENTS.c.email
+        rows = self.conn.execute(
+            sa.select(ENROLLMENTS.c.patient_id)
+            .where(column == address)
+            .order_by(ENROLLMENTS.c.patient_id)
+        )
+        return [row.patient_id for row in rows]
+
+    def record_inbound(
+        self, sender: str, body: str, kind: str, now: datetime, *, provider_id: str | None
+    ) -> tuple[int, list[str]] | None:
+        """Store an inbound text; returns (id, patient ids), or None for a duplicate delivery."""
+        if provider_id is not None:
+            seen = self.conn.execute(
+                sa.select(INBOUND.c.id).where(INBOUND.c.provider_id == provider_id)
+            ).first()
+            if seen is not None:
+                return None
+        patients = self.patients_with("sms", sender)
+        result = self.conn.execute(
+            INBOUND.insert().values(
+                at=now,
+                sender=sender,
+                body=body,
+                kind=kind,
+                provider_id=provider_id,
+                patient_ids=",".join(patients),
+            )
+        )
+        key = result.inserted_primary_key
+        assert key is not None  # noqa: S101  # an INSERT always yields a key here
+        return int(key[0]), patients
+
+    def mark_forwarded(self, inbound_id: int) -> None:
+        """Note that an inbound text reached the coordinator."""
+        self.conn.execute(INBOUND.update().where(INBOUND.c.id == inbound_id).values(forwarded=True))
+
+    def gauges(self, now: datetime) -> tuple[dict[str, int], int, float]:
+        """Reminders by status, the due backlog, and the age in seconds of its oldest item."""
+        r, e = REMINDERS.c, ENROLLMENTS.c
+        by_status = {
+            str(k): int(v)
+            for k, v in self.conn.execute(
+                sa.select(r.status, sa.func.count()).group_by(r.status)
+            ).all()
+        }
+        backlog, oldest = self.conn.execute(
+            sa.select(sa.func.count(), sa.func.min(r.not_before))
+            .select_from(REMINDERS.join(ENROLLMENTS, e.patient_id == r.patient_id))
+            .where(r.status == "planned", r.not_before <= now, e.status == "active")
+        ).one()
+        oldest_at = _aware(oldest)
+        lag = max((now - oldest_at).total_seconds(), 0.0) if oldest_at else 0.0
+        return by_status, int(backlog), lag
 
     # -- reading ----------------------------------------------------------------------------
 

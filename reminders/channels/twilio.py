@@ -43,6 +43,8 @@ PERMANENT_CODES: Final = {
 }
 #: Codes after which the number must be treated as opted out of SMS.
 OPT_OUT_CODES: Final = frozenset({21610})
+#: How far before an in-doubt attempt a matching message still counts as that attempt's.
+RECONCILE_SLACK: Final = timedelta(hours=1)
 #: Twilio accepts ValidityPeriod between 1 second and 36,000 seconds (10 hours).
 MAX_VALIDITY: Final = 36_000
 
@@ -196,9 +198,10 @@ class TwilioChannel:
 
         Lists the newest messages to the number (Twilio leaves ``date_sent`` empty
         while a message is queued, so the filter is on ``date_created``, here) and
-        matches the body of one created since a minute before the attempt.
+        matches the body of one created since an hour before the attempt: enough
+        slack for clock skew, far less than the week between repeats of a body.
         """
-        floor = since - timedelta(minutes=1)
+        floor = since - RECONCILE_SLACK
         try:
             found = self._client().messages.list(to=message.to, page_size=50, limit=100)
         except TwilioRestException as exc:

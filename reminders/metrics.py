@@ -1,0 +1,81 @@
+"""Prometheus metrics. Labels are channels, outcomes, statuses and provider codes: never patients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from reminders.models import REMINDER_STATUSES
+from reminders.store import Store
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _OutboxCollector(Collector):
+    """Reads the outbox at scrape time: counts by status, backlog and dispatch lag."""
+
+    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self.store.read() as tx:
+            by_status, backlog, lag = tx.gauges(self.clock())
+        statuses = GaugeMetricFamily(
+            "reminders_reminders", "Reminders in the outbox by status", labels=["status"]
+        )
+        for status in REMINDER_STATUSES:
+            statuses.add_metric([status], by_status.get(status, 0))
+        yield statuses
+        yield GaugeMetricFamily(
+            "reminders_backlog", "Reminders due now and not yet sent", value=backlog
+        )
+        yield GaugeMetricFamily(
+            "reminders_dispatch_lag_seconds", "Age of the oldest due, unsent reminder", value=lag
+        )
+
+
+class Metrics:
+    """The process's metrics; also the dispatcher's observer."""
+
+    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.sends = Counter(
+            "reminders_sends",
+            "Delivery outcomes by channel",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.provider_errors = Counter(
+            "reminders_provider_errors",
+            "Provider error codes by channel",
+            ["channel", "code"],
+            registry=self.registry,
+        )
+        self.lateness = Histogram(
+            "reminders_send_lateness_seconds",
+            "Seconds between a reminder's due time and its send",
+            ["channel"],
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+            registry=self.registry,
+        )
+        self.registry.register(_OutboxCollector(store, clock))
+
+    def outcome(self, channel: str, outcome: str, lateness: float | None) -> None:
+        """Count one delivery outcome (and how late a send was)."""
+        self.sends.labels(channel, outcome).inc()
+        if lateness is not None:
+            self.lateness.labels(channel).observe(max(lateness, 0.0))
+
+    def provider_error(self, channel: str, code: str) -> None:
+        """Count one provider error code."""
+        self.provider_errors.labels(channel, code).inc()
+
+    def render(self) -> bytes:
+        """The exposition text."""
+        return generate_latest(self.registry)
