@@ -289,7 +289,7 @@ def _milestone(r: _Reader, where: str, raw: object, d: _MilestoneDefaults) -> Mi
         raise r.fail(record, "at", "is required, e.g. 'day 1' or 'week 6'")
     offset = r.convert(parse_day_offset, body["at"], record, "at")
     send_time = r.convert(
-        parse_clock, body.get("send_time", d.send_time.strftime("%H:%M")), record, "send_time"
+        parse_clock, body.get("send_time", d.send_time.strftime("%H:%M:%S")), record, "send_time"
     )
     if not d.window.contains(send_time):
         raise r.fail(

@@ -21,13 +21,13 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
 from reminders import logs
-from reminders.channels.base import Channel, Message, Receipt
+from reminders.channels.base import Channel, Message, Receipt, body_digest
 from reminders.errors import (
     DeliveryError,
     InDoubtError,
@@ -55,6 +55,7 @@ OUTCOMES: Final = (
     "suppressed",
     "deferred",
     "in_doubt",
+    "error",
 )
 
 
@@ -73,8 +74,11 @@ class Observer(Protocol):
 class Reconciling(Protocol):
     """A channel that can tell whether an earlier, in-doubt attempt reached the provider."""
 
-    def reconcile(self, message: Message, since: datetime) -> Receipt | None:
-        """The provider's receipt of a matching message sent since ``since``, if any."""
+    def reconcile(
+        self, message: Message, since: datetime, digests: frozenset[str]
+    ) -> Receipt | None:
+        """The receipt of a message sent since ``since`` whose text has one of ``digests``
+        (the texts of the in-doubt attempts) or is ``message.text``, if any."""
         ...
 
 
@@ -156,8 +160,10 @@ class Dispatcher:
         report = TickReport()
         start = clock()
         with self.store.write() as tx:
-            expired = tx.expire_overdue(start)
+            # Lapsed leases first: an attempt a dead process left in flight becomes in
+            # doubt, and in-doubt reminders are reconciled rather than expired.
             tx.recover_expired_leases(start)
+            expired = tx.expire_overdue(start)
             tx.audit(
                 {"at": start, "kind": "reminder.expired", "reminder_id": rid} for rid in expired
             )
@@ -210,6 +216,9 @@ class Dispatcher:
     def _message(self, r: Claimed, now: datetime, zone: ZoneInfo) -> Message:
         assert r.address is not None  # noqa: S101  # checked by the caller
         local = now.astimezone(zone)
+        # The text depends on the due day, not the send day, so a retry or a late
+        # send says the same as the first try (and reconciliation can match it).
+        due_day = r.due_at.astimezone(zone).date()
         unsubscribe = self.unsubscribe.url(r.channel, r.address) if self.unsubscribe else None
         rendered = self.templates.render(
             r.channel,
@@ -222,7 +231,7 @@ class Dispatcher:
                 milestone=r.milestone,
                 occurrence=r.occurrence,
                 surgery_date=r.surgery_date,
-                send_date=local.date(),
+                send_date=due_day,
                 unsubscribe_url=unsubscribe if r.channel == "email" else None,
             ),
         )
@@ -243,7 +252,13 @@ class Dispatcher:
     def _observed(
         self, r: Claimed, clock: Callable[[], datetime], opted: Mapping[str, set[str]]
     ) -> str:
-        outcome = self._deliver(r, clock, opted)
+        try:
+            outcome = self._deliver(r, clock, opted)
+        except Exception:
+            # A bug must not stop the batch. The lease is kept: when it lapses, an
+            # attempt left pending is reconciled, and one never started is retried.
+            log.exception("reminder.error", reminder_id=r.id, channel=r.channel)
+            return "error"
         lateness = (
             (clock() - r.due_at).total_seconds() if outcome in ("sent", "reconciled") else None
         )
@@ -297,10 +312,18 @@ class Dispatcher:
         limit = self.limits.get(r.channel)
         if limit is not None:
             limit.acquire()
-        number = r.attempts + 1
         started = clock()
+        left = int((r.expires_at - started).total_seconds())
+        if left <= 0:  # the rate limit or reconciliation used up the time left
+            return self._finish(
+                r, started, "expired", "reminder.expired", reason="expired while waiting"
+            )
+        message = replace(message, validity_seconds=left)
+        number = r.attempts + 1
         with self.store.write() as tx:
-            attempt = tx.begin_attempt(r.id, number, self.owner, started)
+            attempt = tx.begin_attempt(
+                r.id, number, self.owner, started, body_digest=body_digest(message.text)
+            )
         try:
             receipt = channel.send(message)
         except DeliveryError as exc:
@@ -332,7 +355,7 @@ class Dispatcher:
     ) -> str | None:
         """Settle an in-doubt reminder before resending; ``None`` means: go ahead and send."""
         assert r.in_doubt_since is not None  # noqa: S101  # the caller checked
-        reconcile: Callable[[Message, datetime], Receipt | None] | None = getattr(
+        reconcile: Callable[[Message, datetime, frozenset[str]], Receipt | None] | None = getattr(
             channel, "reconcile", None
         )
         now = clock()
@@ -343,7 +366,7 @@ class Dispatcher:
                 tx.resolve_in_doubt(r.id, "resent", now)
             return None
         try:
-            found = reconcile(message, r.in_doubt_since)
+            found = reconcile(message, r.in_doubt_since, r.in_doubt_digests)
         except DeliveryError as exc:
             with self._rng_lock:
                 when = self.retry.next_try(now, r.attempts, r.expires_at, self._rng)
@@ -360,6 +383,11 @@ class Dispatcher:
             if found is None:
                 tx.resolve_in_doubt(r.id, "absent", now)
                 tx.audit([_event(now, "reminder.reconciled", r, {"found": False})])
+                if now >= r.expires_at:  # not delivered, and too late to send now
+                    tx.set_status(
+                        r.id, "expired", now, error="in doubt, not found at the provider, expired"
+                    )
+                    return "expired"
                 return None
             tx.resolve_in_doubt(r.id, "sent", now, provider_id=found.provider_id)
             tx.mark_sent(r.id, found.provider_id, now)
@@ -389,10 +417,14 @@ class Dispatcher:
                         now, number, r.expires_at, self._rng, exc.retry_after
                     )
                 doubt = isinstance(exc, InDoubtError)
-                if when is None:
+                if doubt:
+                    # Whatever the time left, it is reconciled before anything else:
+                    # it may have been delivered, so it is never just marked expired.
+                    status, outcome, when = "planned", "in_doubt", when or now
+                elif when is None:
                     status, outcome = "expired", "expired"
                 else:
-                    status, outcome = "planned", ("in_doubt" if doubt else "retry")
+                    status, outcome = "planned", "retry"
                 tx.finish_attempt(
                     attempt,
                     r.id,

@@ -16,7 +16,7 @@ _AMOUNT_UNIT = re.compile(r"^\s*(\d+)\s*(minute|hour|day|week)s?\s*$", re.IGNORE
 _UNIT_AMOUNT = re.compile(r"^\s*(day|week)\s+(\d+)\s*$", re.IGNORECASE)
 #: No protocol step is planned further than this from its anchor (keeps date math in range).
 MAX_OFFSET_DAYS: Final = 3650
-_CLOCK = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
+_CLOCK = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?\s*$")
 
 
 def parse_duration(text: object) -> timedelta:
@@ -54,11 +54,11 @@ def parse_day_offset(text: object) -> int:
 
 
 def parse_clock(text: object) -> time:
-    """Read a local wall-clock time ``"HH:MM"``."""
+    """Read a local wall-clock time ``"HH:MM"`` (or ``"HH:MM:SS"``)."""
     match = _CLOCK.match(str(text))
     if not match:
         raise ValueError(f"expected a local time like '10:00', got {text!r}")
-    return time(int(match.group(1)), int(match.group(2)))
+    return time(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
 
 
 def format_duration(delta: timedelta) -> str:

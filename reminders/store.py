@@ -119,7 +119,10 @@ class Attempt(SQLModel, table=True):
     owner: str
     started_at: datetime = _utc()
     finished_at: datetime | None = _utc(default=None)
-    outcome: str = "pending"  # pending | sent | transient | permanent | in_doubt
+    outcome: str = Field(
+        default="pending", index=True
+    )  # pending|sent|transient|permanent|in_doubt[:...]
+    body_digest: str | None = None  # digest of the exact text sent: reconciliation matches on it
     provider_id: str | None = None
     error_code: str | None = None
     error: str | None = None
@@ -189,6 +192,25 @@ CALLBACK_STATUS: Final = {
     "canceled": ("failed", 2),
 }
 _RANK: Final = {"planned": 0, "sending": 0, "sent": 1, "delivered": 2, "failed": 2}
+
+#: Columns of a :data:`NewReminder` tuple, in order.
+NEW_REMINDER_COLUMNS: Final = (
+    "patient_id",
+    "protocol",
+    "milestone",
+    "occurrence",
+    "channel",
+    "template",
+    "due_at",
+    "not_before",
+    "expires_at",
+    "status",
+)
+#: A reminder to insert: patient, protocol, milestone, occurrence, channel, template,
+#: due_at, not_before, expires_at, status.
+NewReminder = tuple[str, str, str, int, str, str, datetime, datetime, datetime, str]
+#: How SQLAlchemy stores DATETIME on SQLite; raw inserts must write the same text.
+_SQLITE_DATETIME: Final = "%Y-%m-%d %H:%M:%S.%f"
 
 #: Statuses of reminders that are still waiting to go out.
 PENDING: Final = ("planned",)
@@ -262,6 +284,8 @@ class Claimed:
     language: str
     #: Start of the earliest attempt that may have reached the provider, unresolved.
     in_doubt_since: datetime | None = None
+    #: Digests of the texts those in-doubt attempts sent.
+    in_doubt_digests: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +351,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # 64 MiB of page cache: bulk syncs update million-row indexes without thrashing.
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 
@@ -474,11 +501,40 @@ class Transaction:
             )
 
     def insert_reminders(
-        self, rows: Sequence[Mapping[str, Any]], progress: Callable[[int], None] | None = None
+        self,
+        rows: Sequence[NewReminder],
+        now: datetime,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
-        """Insert reminders in batches, reporting each batch's size to ``progress``."""
+        """Insert reminders in batches, reporting each batch's size to ``progress``.
+
+        This is the hot path of a large sync (millions of rows), so it goes to the
+        driver's ``executemany`` with plain tuples, past SQLAlchemy's per-value type
+        processing; datetimes are formatted once per distinct value on SQLite.
+        """
+        columns = (*NEW_REMINDER_COLUMNS, "attempts", "updated_at")
+        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        sql = f"INSERT INTO reminders ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"  # noqa: S608  # constant column names
+        sqlite = self.conn.dialect.name == "sqlite"
+        text: dict[datetime, str] = {}
+
+        def db(value: datetime) -> Any:
+            if not sqlite:
+                return value
+            found = text.get(value)
+            if found is None:
+                found = text[value] = value.astimezone(UTC).strftime(_SQLITE_DATETIME)
+            return found
+
+        stamp = db(now)
         for chunk in _chunks(rows, CHUNK):
-            self.conn.execute(REMINDERS.insert(), list(chunk))
+            self.conn.exec_driver_sql(
+                sql,
+                [
+                    (p, pr, m, o, c, t, db(d), db(nb), db(e), s, 0, stamp)
+                    for p, pr, m, o, c, t, d, nb, e, s in chunk
+                ],
+            )
             if progress:
                 progress(len(chunk))
 
@@ -554,10 +610,17 @@ class Transaction:
     def expire_overdue(self, now: datetime) -> list[int]:
         """Mark pending reminders past their expiry ``expired``; returns their ids."""
         c = REMINDERS.c
+        # A reminder with an in-doubt attempt may already have been delivered: it is
+        # reconciled (claim_due offers it past expiry), never just marked expired.
         ids = [
             r.id
             for r in self.conn.execute(
-                sa.select(c.id).where(c.status.in_(PENDING), c.expires_at <= now)
+                sa.select(c.id).where(
+                    c.status.in_(PENDING),
+                    c.not_before <= now,
+                    c.expires_at <= now,
+                    c.id.not_in(_in_doubt()),
+                )
             )
         ]
         for chunk in _chunks(ids, IN_CHUNK):
@@ -578,17 +641,19 @@ class Transaction:
         write transaction's lock does the same job.
         """
         r, e = REMINDERS.c, ENROLLMENTS.c
-        candidates = (
+        due = (
             sa.select(r.id)
             .join(ENROLLMENTS, e.patient_id == r.patient_id)
-            .where(
-                r.status == "planned", r.not_before <= now, r.expires_at > now, e.status == "active"
-            )
+            .where(r.status == "planned", r.not_before <= now, e.status == "active")
             .order_by(r.not_before, r.id)
             .limit(limit)
             .with_for_update(of=REMINDERS, skip_locked=True)
         )
-        ids = [row.id for row in self.conn.execute(candidates)]
+        ids = [row.id for row in self.conn.execute(due.where(r.expires_at > now))]
+        if len(ids) < limit:
+            # Past expiry but in doubt: offered once more, to be reconciled and never resent.
+            doubtful = due.where(r.expires_at <= now, r.id.in_(_in_doubt())).limit(limit - len(ids))
+            ids += [row.id for row in self.conn.execute(doubtful)]
         if not ids:
             return []
         self.conn.execute(
@@ -596,13 +661,16 @@ class Transaction:
             .where(r.id.in_(ids))
             .values(status="sending", lease_owner=owner, lease_until=lease_until, updated_at=now)
         )
-        doubt = dict(
-            self.conn.execute(
-                sa.select(ATTEMPTS.c.reminder_id, sa.func.min(ATTEMPTS.c.started_at))
-                .where(ATTEMPTS.c.reminder_id.in_(ids), ATTEMPTS.c.outcome == "in_doubt")
-                .group_by(ATTEMPTS.c.reminder_id)
-            ).all()
-        )
+        doubt: dict[int, tuple[datetime, set[str]]] = {}
+        for attempt in self.conn.execute(
+            sa.select(ATTEMPTS.c.reminder_id, ATTEMPTS.c.started_at, ATTEMPTS.c.body_digest).where(
+                ATTEMPTS.c.reminder_id.in_(ids), ATTEMPTS.c.outcome == "in_doubt"
+            )
+        ):
+            since, digests = doubt.get(attempt.reminder_id, (attempt.started_at, set()))
+            if attempt.body_digest:
+                digests.add(attempt.body_digest)
+            doubt[attempt.reminder_id] = (min(since, attempt.started_at), digests)
         rows = self.conn.execute(
             sa.select(
                 r.id,
@@ -645,7 +713,8 @@ class Transaction:
                 surgery_date=row.surgery_date,
                 timezone=row.timezone,
                 language=row.language,
-                in_doubt_since=_aware(doubt.get(row.id)),
+                in_doubt_since=_aware(doubt[row.id][0]) if row.id in doubt else None,
+                in_doubt_digests=frozenset(doubt[row.id][1]) if row.id in doubt else frozenset(),
             )
             for row in rows
         ]
@@ -803,7 +872,15 @@ class Transaction:
             )
         )
 
-    def begin_attempt(self, reminder_id: int, number: int, owner: str, now: datetime) -> int:
+    def begin_attempt(
+        self,
+        reminder_id: int,
+        number: int,
+        owner: str,
+        now: datetime,
+        *,
+        body_digest: str | None = None,
+    ) -> int:
         """Record an attempt before the provider is called; returns its id."""
         self.conn.execute(
             REMINDERS.update()
@@ -817,6 +894,7 @@ class Transaction:
                 owner=owner,
                 started_at=now,
                 outcome="pending",
+                body_digest=body_digest,
             )
         )
         key = result.inserted_primary_key
@@ -1076,6 +1154,11 @@ class Transaction:
         return [
             {**dict(r._mapping), "detail": json.loads(r.detail)} for r in self.conn.execute(query)
         ]
+
+
+def _in_doubt() -> sa.Select[tuple[int]]:
+    """Ids of reminders with an attempt that may have reached the provider."""
+    return sa.select(ATTEMPTS.c.reminder_id).where(ATTEMPTS.c.outcome == "in_doubt")
 
 
 def _aware(value: datetime | None) -> datetime | None:

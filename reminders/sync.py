@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 from reminders.errors import SyncRefused
 from reminders.models import Patient, PlannedReminder, Schedules
 from reminders.patients import Problem, RawRecord, read_records, validate_records
-from reminders.planning import initial_status, iter_plan
-from reminders.store import Store, StoredReminder, Transaction
+from reminders.planning import iter_plan
+from reminders.store import NewReminder, Store, StoredReminder, Transaction
 
 #: A sync refuses to withdraw more than this share of active patients without --force.
 WITHDRAW_GUARD: Final = 0.20
@@ -102,12 +102,11 @@ def sync_patients(
         report.problems = checked.problems
         rejected = checked.rejected_ids
 
+        in_file = set(ids_in_file)
         removed = [
             pid
             for pid, known in stored.items()
-            if known.status in ("active", "paused")
-            and pid not in set(ids_in_file)
-            and pid not in rejected
+            if known.status in ("active", "paused") and pid not in in_file and pid not in rejected
         ]
         newly_withdrawn = [
             p.id
@@ -193,21 +192,56 @@ def _enrollment_row(patient: Patient, digest: str, now: datetime) -> dict[str, A
     }
 
 
-def _reminder_row(r: PlannedReminder, now: datetime) -> dict[str, Any]:
-    return {
-        "patient_id": r.patient_id,
-        "protocol": r.protocol,
-        "milestone": r.milestone,
-        "occurrence": r.occurrence,
-        "channel": r.channel,
-        "template": r.template,
-        "due_at": r.due_at,
-        "not_before": r.due_at,
-        "expires_at": r.expires_at,
-        "status": initial_status(r, now),
-        "attempts": 0,
-        "updated_at": now,
-    }
+class _Planner:
+    """Plans patients, computing each distinct plan once.
+
+    A plan depends only on the protocol, anchor date, time zone, channels and the
+    attributes the protocol's conditions read: 100,000 patients share a few
+    thousand such combinations, so a large sync mostly copies cached plans.
+    """
+
+    def __init__(self, schedules: Schedules, now: datetime) -> None:
+        self.schedules = schedules
+        self.now = now
+        self._plans: dict[tuple[Any, ...], list[PlannedReminder]] = {}
+        self._zones: dict[str, ZoneInfo] = {}
+        self._reads = {
+            pid: tuple(sorted({key for m in p.milestones for key in m.when}))
+            for pid, p in schedules.protocols.items()
+        }
+
+    def rows(self, patient: Patient) -> list[NewReminder]:
+        """Insert-ready rows of the patient's whole plan, expired where past expiry."""
+        key = (
+            patient.protocol,
+            patient.surgery_date,
+            patient.timezone,
+            patient.channels,
+            tuple(patient.attributes.get(k) for k in self._reads[patient.protocol]),
+        )
+        plan = self._plans.get(key)
+        if plan is None:
+            zone = self._zones.setdefault(patient.timezone, ZoneInfo(patient.timezone))
+            protocol = self.schedules.protocols[patient.protocol]
+            plan = self._plans[key] = list(
+                iter_plan(patient, protocol, self.schedules.send_window, zone)
+            )
+        pid, now = patient.id, self.now
+        return [
+            (
+                pid,
+                r.protocol,
+                r.milestone,
+                r.occurrence,
+                r.channel,
+                r.template,
+                r.due_at,
+                r.due_at,
+                r.expires_at,
+                "expired" if r.expires_at <= now else "planned",
+            )
+            for r in plan
+        ]
 
 
 def _apply(
@@ -221,41 +255,32 @@ def _apply(
     report: SyncReport,
     progress: ProgressHook | None,
 ) -> None:
-    zones: dict[str, ZoneInfo] = {}
+    planner = _Planner(schedules, now)
     new_rows: list[dict[str, Any]] = []
     changed_rows: list[dict[str, Any]] = []
-    planned: list[PlannedReminder] = []
+    inserts: list[NewReminder] = []
     changed: list[Patient] = []
     for patient in patients:
         row = _enrollment_row(patient, digest_of[patient.id], now)
         if patient.id in stored_ids:
             changed_rows.append(row)
             changed.append(patient)
-        else:
-            new_rows.append(row)
-            report.enrolled.append(patient.id)
-            if patient.status == "paused":
-                report.paused.append(patient.id)
-            if patient.status != "withdrawn":
-                zone = zones.setdefault(patient.timezone, ZoneInfo(patient.timezone))
-                planned.extend(
-                    iter_plan(
-                        patient, schedules.protocols[patient.protocol], schedules.send_window, zone
-                    )
-                )
+            continue
+        new_rows.append(row)
+        report.enrolled.append(patient.id)
+        if patient.status == "paused":
+            report.paused.append(patient.id)
+        if patient.status != "withdrawn":
+            inserts.extend(planner.rows(patient))
     tx.upsert_enrollments(new_rows, changed_rows)
-
-    inserts = [_reminder_row(r, now) for r in planned]
-    for row in inserts:
-        report.reminders[row["status"]] += 1
     if changed:
-        inserts.extend(_replan(tx, schedules, changed, now=now, report=report, zones=zones))
+        inserts.extend(_replan(tx, planner, changed, now=now, report=report))
+    report.reminders.update(Counter(row[9] for row in inserts))
     if progress:
         progress("reminders", 0, len(inserts))
     tx.insert_reminders(
-        inserts, (lambda n: progress("reminders", n, len(inserts))) if progress else None
+        inserts, now, (lambda n: progress("reminders", n, len(inserts))) if progress else None
     )
-
     tx.audit(
         {"at": now, "kind": "enrollment.created", "patient_id": pid, "detail": {}}
         for pid in report.enrolled
@@ -269,13 +294,12 @@ def _apply(
 
 def _replan(
     tx: Transaction,
-    schedules: Schedules,
+    planner: _Planner,
     patients: list[Patient],
     *,
     now: datetime,
     report: SyncReport,
-    zones: dict[str, ZoneInfo],
-) -> list[dict[str, Any]]:
+) -> list[NewReminder]:
     """Diff the new plan of changed patients against their stored reminders.
 
     Sent reminders are history and stay as they are; unsent ones take the new due
@@ -285,7 +309,7 @@ def _replan(
     existing: dict[tuple[str, str, str, int, str], StoredReminder] = {
         r.key: r for r in tx.reminders_of([p.id for p in patients])
     }
-    inserts: list[dict[str, Any]] = []
+    inserts: list[NewReminder] = []
     updates: list[dict[str, Any]] = []
     keep: set[tuple[str, str, str, int, str]] = set()
     withdrawn: list[str] = []
@@ -297,33 +321,28 @@ def _replan(
             report.paused.append(patient.id)
         else:
             report.updated.append(patient.id)
-        zone = zones.setdefault(patient.timezone, ZoneInfo(patient.timezone))
-        for r in iter_plan(
-            patient, schedules.protocols[patient.protocol], schedules.send_window, zone
-        ):
-            key = (r.patient_id, r.protocol, r.milestone, r.occurrence, r.channel)
+        for row in planner.rows(patient):
+            pid, protocol, milestone, occurrence, channel, template, due, _, expires, status = row
+            key = (pid, protocol, milestone, occurrence, channel)
             keep.add(key)
             old = existing.get(key)
             if old is None:
-                row = _reminder_row(r, now)
-                report.reminders[row["status"]] += 1
                 inserts.append(row)
                 continue
             if old.status not in ("planned", "cancelled", "expired"):
                 continue  # sent, failed, in flight or suppressed: history, never re-sent
-            status = initial_status(r, now)
             if (old.due_at, old.expires_at, old.status, old.template) != (
-                r.due_at,
-                r.expires_at,
+                due,
+                expires,
                 status,
-                r.template,
+                template,
             ):
                 updates.append(
                     {
                         "id": old.id,
-                        "template": r.template,
-                        "due_at": r.due_at,
-                        "expires_at": r.expires_at,
+                        "template": template,
+                        "due_at": due,
+                        "expires_at": expires,
                         "status": status,
                         "updated_at": now,
                     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -33,6 +34,13 @@ class Message:
     local_time: str = ""
     #: One-click unsubscribe URL for email headers, when a public URL is configured.
     unsubscribe_url: str | None = None
+    #: Seconds the provider may still try to deliver (Twilio ValidityPeriod), by the dispatcher's clock.
+    validity_seconds: int | None = None
+
+
+def body_digest(text: str) -> str:
+    """A short digest of a message text; attempts store it so reconciliation can match it."""
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,9 +52,11 @@ class MemoryChannel:
             raise error
         return receipt
 
-    def reconcile(self, message: Message, since: datetime) -> Receipt | None:
+    def reconcile(
+        self, message: Message, since: datetime, digests: frozenset[str]
+    ) -> Receipt | None:
         """The receipt of an accepted message for the same reminder, if any."""
-        del since  # every accepted message is remembered
+        del since, digests  # every accepted message is remembered with its reminder id
         with self._lock:
             self.reconciled.append(message)
             for index, accepted in enumerate(self.sent, start=1):

@@ -101,7 +101,8 @@ class SmtpChannel:
             if s.username:
                 conn.login(s.username, s.password or "")
         except smtplib.SMTPAuthenticationError as exc:
-            raise PermanentError(
+            # Our credentials, not the recipient: retry (and alert) until they are fixed.
+            raise TransientError(
                 f"SMTP login refused: {exc.smtp_code}", code=str(exc.smtp_code)
             ) from None
         except smtplib.SMTPResponseException as exc:

@@ -21,11 +21,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 import requests
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from reminders.channels.base import Message, Receipt
+from reminders.channels.base import Message, Receipt, body_digest
 from reminders.errors import DeliveryError, InDoubtError, PermanentError, TransientError
 
 #: Twilio's own error codes that mean "never retry this recipient".
@@ -67,7 +67,8 @@ def classify(
             f"Twilio answered {status}: {message}", code=code_text, retry_after=retry_after
         )
     if status in (401, 403):
-        return PermanentError(
+        # Our configuration, not the patient's number: retry (and alert) until it is fixed.
+        return TransientError(
             f"Twilio rejected the credentials ({status}): {message}", code=code_text
         )
     reason = PERMANENT_CODES.get(code or 0, message)
@@ -177,11 +178,8 @@ class TwilioChannel:
             params["status_callback"] = (
                 f"{self.settings.public_url}/twilio/status?reminder={message.reminder_id}"
             )
-        if message.expires_at is not None:
-            left = int((message.expires_at - datetime.now(UTC)).total_seconds())
-            if left <= 0:
-                raise PermanentError("the reminder expired before it could be sent", code="expired")
-            params["validity_period"] = min(left, MAX_VALIDITY)
+        if message.validity_seconds is not None:
+            params["validity_period"] = min(max(message.validity_seconds, 1), MAX_VALIDITY)
         self._local.retry_after = None
         try:
             created = self._client().messages.create(**params)
@@ -193,19 +191,28 @@ class TwilioChannel:
             raise classify_transport(exc) from None
         return Receipt(provider_id=str(created.sid), status="sent")
 
-    def reconcile(self, message: Message, since: datetime) -> Receipt | None:
+    def reconcile(
+        self, message: Message, since: datetime, digests: frozenset[str]
+    ) -> Receipt | None:
         """Find a message Twilio already accepted for this reminder since ``since``.
 
         Lists the newest messages to the number (Twilio leaves ``date_sent`` empty
         while a message is queued, so the filter is on ``date_created``, here) and
-        matches the body of one created since an hour before the attempt: enough
-        slack for clock skew, far less than the week between repeats of a body.
+        matches one created since an hour before the attempt whose text is one the
+        in-doubt attempts sent (``digests``) or this message's: an hour is enough
+        slack for clock skew and far less than the week between repeats of a text.
         """
         floor = since - RECONCILE_SLACK
+        wanted = digests | {body_digest(message.text)}
         try:
             found = self._client().messages.list(to=message.to, page_size=50, limit=100)
         except TwilioRestException as exc:
-            raise classify(exc.status, exc.code, exc.msg) from None
+            code = str(exc.code or exc.status)
+            raise TransientError(
+                f"Twilio list failed ({exc.status}): {exc.msg}", code=code
+            ) from None
+        except TwilioException as exc:  # a failed page fetch raises the base class
+            raise TransientError(f"Twilio list failed: {exc}", code="list") from None
         except requests.RequestException as exc:
             error = classify_transport(exc)
             raise TransientError(str(error), code=error.code) from None
@@ -213,7 +220,7 @@ class TwilioChannel:
             created = candidate.date_created
             if created is not None and created < floor:
                 continue
-            if candidate.body == message.text:
+            if body_digest(candidate.body or "") in wanted:
                 return Receipt(provider_id=str(candidate.sid), status="sent")
         return None
 

@@ -20,7 +20,7 @@ from reminders.errors import InDoubtError, PermanentError, TransientError
         (400, 21614, PermanentError, False),  # not a mobile number
         (400, 21610, PermanentError, True),  # unsubscribed: also opts the number out
         (400, 21408, PermanentError, False),
-        (401, 20003, PermanentError, False),  # bad credentials: retrying cannot help
+        (401, 20003, TransientError, False),  # our credentials are wrong: retry until ops fix them
         (429, 20429, TransientError, False),
         (500, None, InDoubtError, False),  # may have been accepted: reconcile first
         (502, None, InDoubtError, False),

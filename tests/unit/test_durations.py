@@ -163,7 +163,7 @@ def test_parse_clock_reads_hours_and_minutes(text: str, expected: time) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "10", "24:00", "12:60", "7:5", "10:00:00", "10h00", "10.00", "-1:00", "1000", None, 600],
+    ["", "10", "24:00", "12:60", "7:5", "10:00:60", "10h00", "10.00", "-1:00", "1000", None, 600],
 )
 def test_parse_clock_rejects_other_text_quoting_it(text: object) -> None:
     """Out-of-range or malformed times raise ValueError whose message quotes the input."""
@@ -224,3 +224,13 @@ def test_day_offset_beyond_ten_years_is_rejected() -> None:
     assert parse_day_offset("week 520") == 3640
     with pytest.raises(ValueError, match="'week 999999'"):
         parse_day_offset("week 999999")
+
+
+def test_clock_accepts_seconds() -> None:
+    """``HH:MM:SS`` is read with its seconds (precise send times, near-future test schedules)."""
+    from datetime import time
+
+    from reminders.durations import parse_clock
+
+    assert parse_clock("10:00:30") == time(10, 0, 30)
+    assert parse_clock("10:00") == time(10, 0)
