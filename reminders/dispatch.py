@@ -154,8 +154,12 @@ class Dispatcher:
         """Stop claiming new work; sends already started finish."""
         self._stopping.set()
 
-    def tick(self, now: datetime | None = None) -> TickReport:
-        """Deliver everything due; ``now`` pins the clock (``tick --now``, tests)."""
+    def tick(self, now: datetime | None = None, *, complete: bool = True) -> TickReport:
+        """Deliver everything due; ``now`` pins the clock (``tick --now``, tests).
+
+        ``complete`` also marks finished enrollments (a full scan: the service leaves
+        it to hourly housekeeping).
+        """
         clock: Callable[[], datetime] = (lambda: now) if now is not None else self.clock
         report = TickReport()
         start = clock()
@@ -190,11 +194,16 @@ class Dispatcher:
                 close = getattr(channel, "close", None)
                 if close is not None:
                     close()
-        end = clock()
-        with self.store.write() as tx:
-            done = tx.complete_finished(end)
-            tx.audit({"at": end, "kind": "enrollment.completed", "patient_id": pid} for pid in done)
+        if complete:
+            self.complete(clock())
         return report
+
+    def complete(self, now: datetime) -> list[str]:
+        """Mark enrollments with nothing left to send ``completed`` (a scan: housekeeping)."""
+        with self.store.write() as tx:
+            done = tx.complete_finished(now)
+            tx.audit({"at": now, "kind": "enrollment.completed", "patient_id": pid} for pid in done)
+        return done
 
     def release(self) -> int:
         """Give back this dispatcher's leases that have no attempt in flight (on shutdown)."""

@@ -153,14 +153,17 @@ class Service:
         if self._stop.is_set():
             return
         with self._dispatching:
-            report = self.dispatcher.tick()
+            report = self.dispatcher.tick(complete=False)
         counts = {k: v for k, v in report.as_dict().items() if v}
         if counts:
             log.info("tick", **counts)
         self._arm()
 
     def housekeeping(self) -> None:
-        """Database upkeep (SQLite: checkpoint the WAL so it does not grow without bound)."""
+        """Mark finished enrollments completed; checkpoint SQLite's WAL so it does not grow."""
+        done = self.dispatcher.complete(self.clock())
+        if done:
+            log.info("enrollments.completed", count=len(done))
         self.store.checkpoint()
 
     def _arm(self) -> None:

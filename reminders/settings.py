@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import cast
 
 from rich.console import Console
@@ -59,6 +60,12 @@ class Settings:
     http_host: str = "127.0.0.1"
     #: Port of the HTTP server.
     http_port: int = 8080
+    #: How long a claimed reminder stays leased to one process.
+    lease_seconds: float = 600.0
+    #: Concurrent sends per process.
+    workers: int = 8
+    #: Reminders claimed per transaction.
+    batch_size: int = 100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,6 +126,9 @@ class Settings:
             secret_key=env.get("REMINDERS_SECRET_KEY") or None,
             http_host=env.get("REMINDERS_HTTP_HOST") or "127.0.0.1",
             http_port=int(_number(env, "REMINDERS_HTTP_PORT", 8080)),
+            lease_seconds=_number(env, "REMINDERS_LEASE_SECONDS", 600.0) or 600.0,
+            workers=max(int(_number(env, "REMINDERS_WORKERS", 8)), 1),
+            batch_size=max(int(_number(env, "REMINDERS_BATCH_SIZE", 100)), 1),
         )
 
     def limits(self) -> dict[str, TokenBucket]:
@@ -190,6 +200,9 @@ def build_dispatcher(
         channels,
         owner=owner,
         limits=settings.limits(),
+        workers=settings.workers,
+        batch_size=settings.batch_size,
+        lease=timedelta(seconds=settings.lease_seconds),
         unsubscribe=settings.unsubscribe(),
         message_domain=settings.message_domain(),
     )

@@ -84,7 +84,19 @@ class Reminder(SQLModel, table=True):
         sa.UniqueConstraint(
             "patient_id", "protocol", "milestone", "occurrence", "channel", name="uq_reminder_key"
         ),
-        sa.Index("ix_reminders_claim", "status", "not_before"),
+        # Only planned rows are claimed, only sending rows hold leases (migration 0002).
+        sa.Index(
+            "ix_reminders_due",
+            "not_before",
+            sqlite_where=sa.text("status = 'planned'"),
+            postgresql_where=sa.text("status = 'planned'"),
+        ),
+        sa.Index(
+            "ix_reminders_leased",
+            "lease_until",
+            sqlite_where=sa.text("status = 'sending'"),
+            postgresql_where=sa.text("status = 'sending'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -193,6 +205,8 @@ CALLBACK_STATUS: Final = {
 }
 _RANK: Final = {"planned": 0, "sending": 0, "sent": 1, "delivered": 2, "failed": 2}
 
+#: pg_advisory_xact_lock key of the sync ("sync" in ASCII).
+_SYNC_LOCK: Final = 0x73796E63
 #: Columns of a :data:`NewReminder` tuple, in order.
 NEW_REMINDER_COLUMNS: Final = (
     "patient_id",
@@ -370,7 +384,7 @@ def default_database_url(config_dir: Path) -> str:
 class Store:
     """The outbox and everything stored beside it."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
         #: SQLAlchemy URL (secrets in it are never printed; see :meth:`safe_url`).
         self.url = url
         try:
@@ -381,9 +395,11 @@ class Store:
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
-        if create:
+        if migrate:
+            from reminders import migrate as migrations  # noqa: PLC0415  # they import this module
+
             try:
-                SQLModel.metadata.create_all(self.engine)
+                migrations.upgrade(self.engine)
             except sa.exc.OperationalError as exc:
                 raise StoreError(f"cannot open database {self.safe_url}: {exc.orig}") from None
 
@@ -435,6 +451,11 @@ class Transaction:
         self.conn = conn
 
     # -- sync ---------------------------------------------------------------------------
+
+    def lock_sync(self) -> None:
+        """Serialise syncs across instances (PostgreSQL advisory lock; SQLite's write lock does it)."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SYNC_LOCK})
 
     def enrollment_index(self) -> dict[str, StoredEnrollment]:
         """Every stored enrollment's id, source digest and status."""
@@ -1104,10 +1125,14 @@ class Transaction:
     def next_due(self) -> datetime | None:
         """The earliest ``not_before`` of a planned reminder of an active patient."""
         r, e = REMINDERS.c, ENROLLMENTS.c
+        # ORDER BY ... LIMIT 1 walks the partial due index and stops at the first
+        # active patient; min() over the join would read every planned row.
         return self.conn.execute(
-            sa.select(sa.func.min(r.not_before))
-            .select_from(REMINDERS.join(ENROLLMENTS, e.patient_id == r.patient_id))
+            sa.select(r.not_before)
+            .join(ENROLLMENTS, e.patient_id == r.patient_id)
             .where(r.status == "planned", e.status == "active")
+            .order_by(r.not_before)
+            .limit(1)
         ).scalar()
 
     def summary(self, failures: int = 10) -> StatusSummary:

@@ -86,6 +86,7 @@ def sync_patients(
     report = SyncReport()
     salt = schedules.fingerprint
     with store.write() as tx:
+        tx.lock_sync()
         stored = tx.enrollment_index()
         digests = {id(r): r.digest(salt) for r in records}
         ids_in_file = [r.patient_id for r in records if r.patient_id]
