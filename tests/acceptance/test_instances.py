@@ -146,7 +146,7 @@ def senders(database: str) -> Counter[str]:
             sa.text("SELECT owner, count(*) FROM attempts WHERE outcome = 'sent' GROUP BY owner")
         ).all()
     engine.dispose()
-    return Counter({owner: n for owner, n in rows})
+    return Counter(dict(rows))
 
 
 def statuses(database: str) -> Counter[str]:
@@ -155,7 +155,7 @@ def statuses(database: str) -> Counter[str]:
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT status, count(*) FROM reminders GROUP BY status")).all()
     engine.dispose()
-    return Counter({status: n for status, n in rows})
+    return Counter(dict(rows))
 
 
 def test_three_instances_share_the_work_and_send_each_reminder_once(
