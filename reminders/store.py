@@ -207,8 +207,10 @@ _RANK: Final = {"planned": 0, "sending": 0, "sent": 1, "delivered": 2, "failed":
 
 #: pg_advisory_xact_lock key of the sync ("sync" in ASCII).
 _SYNC_LOCK: Final = 0x73796E63
-#: Columns of a :data:`NewReminder` tuple, in order.
-NEW_REMINDER_COLUMNS: Final = (
+#: One planned occurrence on one channel, shared by every patient whose plan is the same:
+#: protocol, milestone, occurrence, channel, template, due_at, expires_at, status.
+PlanSlot = tuple[str, str, int, str, str, datetime, datetime, str]
+_INSERT_COLUMNS: Final = (
     "patient_id",
     "protocol",
     "milestone",
@@ -219,10 +221,9 @@ NEW_REMINDER_COLUMNS: Final = (
     "not_before",
     "expires_at",
     "status",
+    "attempts",
+    "updated_at",
 )
-#: A reminder to insert: patient, protocol, milestone, occurrence, channel, template,
-#: due_at, not_before, expires_at, status.
-NewReminder = tuple[str, str, str, int, str, str, datetime, datetime, datetime, str]
 #: How SQLAlchemy stores DATETIME on SQLite; raw inserts must write the same text.
 _SQLITE_DATETIME: Final = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -521,43 +522,52 @@ class Transaction:
                 .values(status=status, updated_at=now, source_hash="")
             )
 
-    def insert_reminders(
+    def insert_plans(
         self,
-        rows: Sequence[NewReminder],
+        plans: Sequence[tuple[str, Sequence[PlanSlot]]],
         now: datetime,
         progress: Callable[[int], None] | None = None,
-    ) -> None:
-        """Insert reminders in batches, reporting each batch's size to ``progress``.
+    ) -> int:
+        """Insert every slot of every ``(patient_id, slots)`` plan; returns the rows written.
 
-        This is the hot path of a large sync (millions of rows), so it goes to the
-        driver's ``executemany`` with plain tuples, past SQLAlchemy's per-value type
-        processing; datetimes are formatted once per distinct value on SQLite.
+        This is the hot path of a large sync (millions of rows): plans shared by many
+        patients are encoded for the database once, and rows go to the driver's
+        ``executemany`` as plain tuples, past SQLAlchemy's per-value type processing.
         """
-        columns = (*NEW_REMINDER_COLUMNS, "attempts", "updated_at")
         mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
-        sql = f"INSERT INTO reminders ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"  # noqa: S608  # constant column names
+        sql = (
+            f"INSERT INTO reminders ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608  # constant columns
+            f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})"
+        )
         sqlite = self.conn.dialect.name == "sqlite"
-        text: dict[datetime, str] = {}
 
         def db(value: datetime) -> Any:
-            if not sqlite:
-                return value
-            found = text.get(value)
-            if found is None:
-                found = text[value] = value.astimezone(UTC).strftime(_SQLITE_DATETIME)
-            return found
+            return value.astimezone(UTC).strftime(_SQLITE_DATETIME) if sqlite else value
 
         stamp = db(now)
-        for chunk in _chunks(rows, CHUNK):
-            self.conn.exec_driver_sql(
-                sql,
-                [
-                    (p, pr, m, o, c, t, db(d), db(nb), db(e), s, 0, stamp)
-                    for p, pr, m, o, c, t, d, nb, e, s in chunk
-                ],
-            )
+        encoded: dict[int, list[tuple[Any, ...]]] = {}
+        batch: list[tuple[Any, ...]] = []
+        written = 0
+        for pid, slots in plans:
+            rows = encoded.get(id(slots))
+            if rows is None:
+                rows = encoded[id(slots)] = [
+                    (p, m, o, c, t, db(d), db(d), db(x), s, 0, stamp)
+                    for p, m, o, c, t, d, x, s in slots
+                ]
+            batch.extend((pid, *row) for row in rows)
+            if len(batch) >= CHUNK:
+                self.conn.exec_driver_sql(sql, batch)
+                written += len(batch)
+                if progress:
+                    progress(len(batch))
+                batch = []
+        if batch:
+            self.conn.exec_driver_sql(sql, batch)
+            written += len(batch)
             if progress:
-                progress(len(chunk))
+                progress(len(batch))
+        return written
 
     def replan_reminders(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Rewrite the schedule of unsent reminders (rows carry ``id`` and the new values)."""

@@ -17,10 +17,10 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from reminders.errors import SyncRefused
-from reminders.models import Patient, PlannedReminder, Schedules
+from reminders.models import Patient, Schedules
 from reminders.patients import Problem, RawRecord, read_records, validate_records
 from reminders.planning import iter_plan
-from reminders.store import NewReminder, Store, StoredReminder, Transaction
+from reminders.store import PlanSlot, Store, StoredReminder, Transaction
 
 #: A sync refuses to withdraw more than this share of active patients without --force.
 WITHDRAW_GUARD: Final = 0.20
@@ -198,21 +198,22 @@ class _Planner:
 
     A plan depends only on the protocol, anchor date, time zone, channels and the
     attributes the protocol's conditions read: 100,000 patients share a few
-    thousand such combinations, so a large sync mostly copies cached plans.
+    thousand such combinations, so a large sync mostly reuses plans (and the store
+    encodes each shared plan for the database once).
     """
 
     def __init__(self, schedules: Schedules, now: datetime) -> None:
         self.schedules = schedules
         self.now = now
-        self._plans: dict[tuple[Any, ...], list[PlannedReminder]] = {}
+        self._plans: dict[tuple[Any, ...], list[PlanSlot]] = {}
         self._zones: dict[str, ZoneInfo] = {}
         self._reads = {
             pid: tuple(sorted({key for m in p.milestones for key in m.when}))
             for pid, p in schedules.protocols.items()
         }
 
-    def rows(self, patient: Patient) -> list[NewReminder]:
-        """Insert-ready rows of the patient's whole plan, expired where past expiry."""
+    def slots(self, patient: Patient) -> list[PlanSlot]:
+        """The patient's whole plan, each slot ``expired`` if past its expiry (shared: do not modify)."""
         key = (
             patient.protocol,
             patient.surgery_date,
@@ -224,25 +225,20 @@ class _Planner:
         if plan is None:
             zone = self._zones.setdefault(patient.timezone, ZoneInfo(patient.timezone))
             protocol = self.schedules.protocols[patient.protocol]
-            plan = self._plans[key] = list(
-                iter_plan(patient, protocol, self.schedules.send_window, zone)
-            )
-        pid, now = patient.id, self.now
-        return [
-            (
-                pid,
-                r.protocol,
-                r.milestone,
-                r.occurrence,
-                r.channel,
-                r.template,
-                r.due_at,
-                r.due_at,
-                r.expires_at,
-                "expired" if r.expires_at <= now else "planned",
-            )
-            for r in plan
-        ]
+            plan = self._plans[key] = [
+                (
+                    r.protocol,
+                    r.milestone,
+                    r.occurrence,
+                    r.channel,
+                    r.template,
+                    r.due_at,
+                    r.expires_at,
+                    "expired" if r.expires_at <= self.now else "planned",
+                )
+                for r in iter_plan(patient, protocol, self.schedules.send_window, zone)
+            ]
+        return plan
 
 
 def _apply(
@@ -259,7 +255,7 @@ def _apply(
     planner = _Planner(schedules, now)
     new_rows: list[dict[str, Any]] = []
     changed_rows: list[dict[str, Any]] = []
-    inserts: list[NewReminder] = []
+    plans: list[tuple[str, list[PlanSlot]]] = []
     changed: list[Patient] = []
     for patient in patients:
         row = _enrollment_row(patient, digest_of[patient.id], now)
@@ -272,16 +268,18 @@ def _apply(
         if patient.status == "paused":
             report.paused.append(patient.id)
         if patient.status != "withdrawn":
-            inserts.extend(planner.rows(patient))
+            plans.append((patient.id, planner.slots(patient)))
     tx.upsert_enrollments(new_rows, changed_rows)
     if changed:
-        inserts.extend(_replan(tx, planner, changed, now=now, report=report))
-    report.reminders.update(Counter(row[9] for row in inserts))
+        plans.extend(_replan(tx, planner, changed, now=now, report=report))
+    uses = Counter(id(slots) for _, slots in plans)
+    for slots in {id(slots): slots for _, slots in plans}.values():
+        for slot in slots:
+            report.reminders[slot[7]] += uses[id(slots)]
+    total = sum(len(slots) for _, slots in plans)
     if progress:
-        progress("reminders", 0, len(inserts))
-    tx.insert_reminders(
-        inserts, now, (lambda n: progress("reminders", n, len(inserts))) if progress else None
-    )
+        progress("reminders", 0, total)
+    tx.insert_plans(plans, now, (lambda n: progress("reminders", n, total)) if progress else None)
     tx.audit(
         {"at": now, "kind": "enrollment.created", "patient_id": pid, "detail": {}}
         for pid in report.enrolled
@@ -300,17 +298,17 @@ def _replan(
     *,
     now: datetime,
     report: SyncReport,
-) -> list[NewReminder]:
+) -> list[tuple[str, list[PlanSlot]]]:
     """Diff the new plan of changed patients against their stored reminders.
 
     Sent reminders are history and stay as they are; unsent ones take the new due
-    time; reminders no longer in the plan are cancelled; new ones are returned for
-    insertion.
+    time; reminders no longer in the plan are cancelled; missing ones are returned
+    for insertion.
     """
     existing: dict[tuple[str, str, str, int, str], StoredReminder] = {
         r.key: r for r in tx.reminders_of([p.id for p in patients])
     }
-    inserts: list[NewReminder] = []
+    inserts: list[tuple[str, list[PlanSlot]]] = []
     updates: list[dict[str, Any]] = []
     keep: set[tuple[str, str, str, int, str]] = set()
     withdrawn: list[str] = []
@@ -322,13 +320,14 @@ def _replan(
             report.paused.append(patient.id)
         else:
             report.updated.append(patient.id)
-        for row in planner.rows(patient):
-            pid, protocol, milestone, occurrence, channel, template, due, _, expires, status = row
-            key = (pid, protocol, milestone, occurrence, channel)
+        missing: list[PlanSlot] = []
+        for slot in planner.slots(patient):
+            protocol, milestone, occurrence, channel, template, due, expires, status = slot
+            key = (patient.id, protocol, milestone, occurrence, channel)
             keep.add(key)
             old = existing.get(key)
             if old is None:
-                inserts.append(row)
+                missing.append(slot)
                 continue
             if old.status not in ("planned", "cancelled", "expired"):
                 continue  # sent, failed, in flight or suppressed: history, never re-sent
@@ -349,6 +348,8 @@ def _replan(
                     }
                 )
                 report.reminders["replanned"] += 1
+        if missing:
+            inserts.append((patient.id, missing))
     tx.replan_reminders(updates)
     live = {p.id for p in patients if p.status != "withdrawn"}
     dropped = [r.id for key, r in existing.items() if key[0] in live and key not in keep]
