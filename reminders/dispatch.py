@@ -103,9 +103,9 @@ class Unsubscribe:
     #: HMAC key (REMINDERS_SECRET_KEY).
     secret: str
 
-    def url(self, channel: str, address: str) -> str:
-        """The signed unsubscribe URL for ``address``."""
-        return f"{self.public_url}/unsubscribe/{sign(self.secret, channel, address)}"
+    def url(self, reminder_id: int) -> str:
+        """The signed unsubscribe URL that comes with email reminder ``reminder_id``."""
+        return f"{self.public_url}/unsubscribe/{sign(self.secret, reminder_id)}"
 
 
 class Dispatcher:
@@ -228,7 +228,9 @@ class Dispatcher:
         # The text depends on the due day, not the send day, so a retry or a late
         # send says the same as the first try (and reconciliation can match it).
         due_day = r.due_at.astimezone(zone).date()
-        unsubscribe = self.unsubscribe.url(r.channel, r.address) if self.unsubscribe else None
+        unsubscribe = (
+            self.unsubscribe.url(r.id) if self.unsubscribe and r.channel == "email" else None
+        )
         rendered = self.templates.render(
             r.channel,
             r.language,

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape as html_escape
-from typing import Any, Final
+from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape as xml_escape
 
-from fastapi import BackgroundTasks, FastAPI, Request, Response
+from fastapi import BackgroundTasks, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from twilio.request_validator import RequestValidator
 
@@ -34,6 +34,9 @@ STOP_WORDS: Final = frozenset(
 )
 START_WORDS: Final = frozenset({"START", "YES", "UNSTOP", "OPTIN"})
 HELP_WORDS: Final = frozenset({"HELP", "INFO"})
+
+#: Largest row id the databases store (64-bit signed).
+MAX_ID: Final = 2**63 - 1
 
 _FORM: Final[dict[str, Any]] = {
     "requestBody": {
@@ -195,7 +198,9 @@ def create_app(ctx: WebContext) -> FastAPI:
         return _twiml()
 
     @app.post("/twilio/status", openapi_extra=_FORM, response_class=Response)
-    async def twilio_status(request: Request, reminder: int | None = None) -> Response:
+    async def twilio_status(
+        request: Request, reminder: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None
+    ) -> Response:
         """Twilio status callback for one reminder (``?reminder=ID``)."""
         form = await signed_form(request)
         if form is None:
@@ -232,9 +237,12 @@ def create_app(ctx: WebContext) -> FastAPI:
         return Response(status_code=204)
 
     def _token(token: str) -> tuple[str, str] | None:
-        if not ctx.secret_key:
+        """The (channel, address) a genuine token unsubscribes, else None."""
+        reminder = verify(ctx.secret_key, token) if ctx.secret_key else None
+        if reminder is None or reminder > MAX_ID:
             return None
-        return verify(ctx.secret_key, token)
+        with ctx.store.read() as tx:
+            return tx.reminder_address(reminder)
 
     @app.get("/unsubscribe/{token}", response_class=HTMLResponse)
     async def unsubscribe_page(token: str) -> HTMLResponse:

@@ -800,9 +800,10 @@ class Transaction:
                 .values(status="suppressed", updated_at=now)
             )
         else:
+            # Future reminders resume; those that fell due while opted out stay suppressed.
             stmt = (
                 REMINDERS.update()
-                .where(r.status == "suppressed", r.expires_at > now)
+                .where(r.status == "suppressed", r.due_at > now)
                 .values(status="planned", updated_at=now)
             )
         return self.conn.execute(
@@ -1048,6 +1049,19 @@ class Transaction:
             )
         self.conn.execute(REMINDERS.update().where(r.id == reminder_id).values(**values))
         return status
+
+    def reminder_address(self, reminder_id: int) -> tuple[str, str] | None:
+        """The channel and current address of a reminder's patient, if both exist."""
+        r, e = REMINDERS.c, ENROLLMENTS.c
+        row = self.conn.execute(
+            sa.select(r.channel, e.phone, e.email)
+            .join(ENROLLMENTS, e.patient_id == r.patient_id)
+            .where(r.id == reminder_id)
+        ).first()
+        if row is None:
+            return None
+        address = row.phone if row.channel == "sms" else row.email
+        return (row.channel, address) if address else None
 
     def patients_with(self, channel: str, address: str) -> list[str]:
         """Ids of enrollments reached at ``address`` on ``channel``."""

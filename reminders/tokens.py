@@ -1,4 +1,9 @@
-"""HMAC-signed unsubscribe tokens: ``<channel>.<address, base64>.<signature>``."""
+"""HMAC-signed, opaque unsubscribe tokens: ``<reminder id, base 36>.<signature>``.
+
+The token names the email reminder it came with, never the address: whoever sees
+the link (a proxy log, a forwarded email) learns nothing about the patient. The
+address is looked up from that reminder's enrollment when the link is used.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +12,40 @@ import hashlib
 import hmac
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+def _mac(secret: str, payload: str) -> str:
+    digest = hmac.new(secret.encode(), f"unsubscribe:{payload}".encode(), hashlib.sha256).digest()[
+        :16
+    ]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if not number:
+            return text
 
 
-def sign(secret: str, channel: str, address: str) -> str:
-    """A token that proves this service issued the unsubscribe link for ``address``."""
-    payload = f"{channel}.{_b64(address.encode())}"
-    mac = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:16]
-    return f"{payload}.{_b64(mac)}"
+def sign(secret: str, reminder_id: int) -> str:
+    """A token proving this service issued the unsubscribe link of ``reminder_id``."""
+    payload = _base36(reminder_id)
+    return f"{payload}.{_mac(secret, payload)}"
 
 
-def verify(secret: str, token: str) -> tuple[str, str] | None:
-    """``(channel, address)`` if the token is genuine, else ``None``."""
-    parts = token.split(".")
-    if len(parts) != 3:
+def verify(secret: str, token: str) -> int | None:
+    """The reminder id of a genuine token, else ``None``."""
+    payload, dot, signature = token.partition(".")
+    if (
+        not dot
+        or not payload
+        or len(payload) > 13
+        or not hmac.compare_digest(signature.encode(), _mac(secret, payload).encode())
+    ):
         return None
-    channel, encoded, signature = parts
-    payload = f"{channel}.{encoded}"
-    expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:16]
     try:
-        if not hmac.compare_digest(_unb64(signature), expected):
-            return None
-        return channel, _unb64(encoded).decode()
-    except (ValueError, UnicodeDecodeError):
+        return int(payload, 36)
+    except ValueError:
         return None
