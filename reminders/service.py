@@ -252,7 +252,7 @@ class Service:
     def show_upcoming(self, limit: int = 15) -> None:
         """Print what will be sent next, with each patient's local time."""
         with self.store.read() as tx:
-            entries = [e for e in tx.timeline() if e.status == "planned"][:limit]
+            entries = tx.upcoming(limit)
             zones = {e.patient_id: tx.enrollment(e.patient_id).timezone for e in entries}
         table = Table(title=f"Next {len(entries)} reminders")
         for column in ("patient", "milestone", "channel", "local time", "UTC"):

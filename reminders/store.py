@@ -1146,6 +1146,18 @@ class Transaction:
             query = query.where(c.patient_id == patient_id)
         return [_entry(r) for r in self.conn.execute(query)]
 
+    def upcoming(self, limit: int) -> list[TimelineEntry]:
+        """The next ``limit`` planned reminders of active patients, soonest first."""
+        r, e = REMINDERS.c, ENROLLMENTS.c
+        rows = self.conn.execute(
+            sa.select(REMINDERS)
+            .join(ENROLLMENTS, e.patient_id == r.patient_id)
+            .where(r.status == "planned", e.status == "active")
+            .order_by(r.not_before, r.id)
+            .limit(limit)
+        )
+        return [_entry(row) for row in rows]
+
     def next_due(self) -> datetime | None:
         """The earliest ``not_before`` of a planned reminder of an active patient."""
         r, e = REMINDERS.c, ENROLLMENTS.c

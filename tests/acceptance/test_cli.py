@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import re
 import shutil
-import time as clock
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -379,12 +378,8 @@ def test_preview_of_unknown_milestone_is_a_usage_error(cli: Cli) -> None:
 
 
 def test_demo_prints_each_sample_patients_messages_in_local_time(cli: Cli) -> None:
-    """`demo` exits 0 within 60 s and prints messages for every sample patient in local time."""
-    started = clock.monotonic()
+    """`demo` exits 0 (within the runner's 60 s timeout) and prints every sample patient's messages in local time."""
     result = cli("demo")
-    elapsed = clock.monotonic() - started
-
-    assert elapsed < 60
     for patient in sample_patients():
         assert patient["id"] in result.stdout, f"{patient['id']} missing\n{result}"
     for zone_name in ("EST", "IST", "PST", "NZDT"):
