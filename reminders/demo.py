@@ -42,6 +42,11 @@ def run_demo(schedules: Schedules, templates: Templates, patients: Path, console
             report = sync_patients(store, schedules, patients, start)
             for problem in report.problems:
                 console.print(f"[yellow]skipped[/] {problem}")
+            if report.paused:
+                console.print(
+                    f"paused (held: nothing is sent, and what falls due meanwhile expires): "
+                    f"{', '.join(report.paused)}"
+                )
             console.rule(
                 f"demo: {len(report.enrolled)} patients from {patients}, "
                 f"simulated from {start:%Y-%m-%d}, "
