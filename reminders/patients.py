@@ -10,7 +10,7 @@ import csv
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -119,10 +119,20 @@ def patients_path(config_dir: Path, override: str | os.PathLike[str] | None = No
 
 def read_records(path: Path) -> list[RawRecord]:
     """Read the raw records of a YAML or CSV patients file; raises PatientFileError."""
+    return list(iter_records(path))
+
+
+def iter_records(path: Path) -> Iterator[RawRecord]:
+    """The raw records one by one (a CSV file is streamed); raises PatientFileError.
+
+    A CSV file that turns out unreadable half-way raises when that row is reached,
+    so callers must not act on the records before the iteration has finished.
+    """
     file = str(path)
     try:
         if path.suffix.lower() == ".csv":
-            return _read_csv(path)
+            yield from _read_csv(path)
+            return
         doc = load_yaml(path)
     except FileNotFoundError:
         raise PatientFileError(
@@ -141,16 +151,13 @@ def read_records(path: Path) -> list[RawRecord]:
     items = doc["patients"] or []
     if not isinstance(items, list):
         raise PatientFileError(file, "'patients' must be a list of records", field="patients")
-    return [
-        RawRecord(f"patients[{i}]", item if isinstance(item, Mapping) else {"": item})
-        for i, item in enumerate(items)
-    ]
+    for i, item in enumerate(items):
+        yield RawRecord(f"patients[{i}]", item if isinstance(item, Mapping) else {"": item})
 
 
-def _read_csv(path: Path) -> list[RawRecord]:
+def _read_csv(path: Path) -> Iterator[RawRecord]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
-        records = []
         for row in reader:
             cells = {
                 (k or "").strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items()
@@ -158,8 +165,7 @@ def _read_csv(path: Path) -> list[RawRecord]:
             fields = {k: v for k, v in cells.items() if v not in (None, "")}
             # Spreadsheet rows count from 1 and the header is row 1.
             if fields:  # a row of empty cells (",,,,") is not a record
-                records.append(RawRecord(f"row {reader.line_num}", fields))
-        return records
+                yield RawRecord(f"row {reader.line_num}", fields)
 
 
 def load_patients(path: Path, schedules: Schedules) -> PatientFile:

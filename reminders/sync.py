@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from reminders.errors import SyncRefused
 from reminders.models import Patient, Schedules
-from reminders.patients import Problem, RawRecord, read_records, validate_records
+from reminders.patients import Problem, RawRecord, iter_records, validate_records
 from reminders.planning import iter_plan
 from reminders.store import PlanSlot, Store, StoredReminder, Transaction
 
@@ -82,23 +82,40 @@ def sync_patients(
     (nothing changes) and :class:`~reminders.errors.SyncRefused` when the sync would
     withdraw more than 20% of active patients without ``force``.
     """
-    records = read_records(path)
     report = SyncReport()
     salt = schedules.fingerprint
     with store.write() as tx:
         tx.lock_sync()
         stored = tx.enrollment_index()
-        digests = {id(r): r.digest(salt) for r in records}
-        ids_in_file = [r.patient_id for r in records if r.patient_id]
-        duplicated = {pid for pid, n in Counter(ids_in_file).items() if n > 1}
+        # One streaming pass: unchanged records (the same raw fields under the same
+        # schedules) are counted and dropped at once, so a re-sync of 100,000
+        # patients neither validates nor keeps them.
         to_check: list[RawRecord] = []
-        for record in records:
+        digest_of: dict[str, str] = {}
+        kept: set[str] = set()
+        places: dict[str, list[str]] = {}
+        for record in iter_records(path):
             pid = record.patient_id
-            known = stored.get(pid) if pid else None
-            if pid in duplicated or known is None or known.source_hash != digests[id(record)]:
+            if pid is None:
                 to_check.append(record)
+                continue
+            places.setdefault(pid, []).append(record.position)
+            digest = record.digest(salt)
+            known = stored.get(pid)
+            if known is None or known.source_hash != digest or pid in kept:
+                to_check.append(record)
+                digest_of[pid] = digest
+                kept.add(pid)
             else:
                 report.unchanged += 1
+        ids_in_file = list(places)
+        for pid, positions in places.items():
+            if len(positions) > 1:
+                # A duplicated id rejects every record with it; the copies dropped as
+                # unchanged come back as bare records so that each is reported.
+                seen = {r.position for r in to_check if r.patient_id == pid}
+                to_check.extend(RawRecord(p, {"id": pid}) for p in positions if p not in seen)
+                report.unchanged -= len(positions) - len(seen)
         checked = validate_records(path, to_check, schedules)
         report.problems = checked.problems
         rejected = checked.rejected_ids
@@ -123,7 +140,6 @@ def sync_patients(
                 "run it again with --force"
             )
 
-        digest_of = {r.patient_id: digests[id(r)] for r in to_check if r.patient_id}
         _apply(
             tx,
             schedules,

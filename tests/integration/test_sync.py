@@ -292,3 +292,21 @@ def test_sync_writes_audit_events(store: Store, shipped: Schedules, tmp_path: Pa
     dumped = repr(everything)
     assert "example.com" not in dumped
     assert "555" not in dumped
+
+
+def test_duplicate_of_an_unchanged_record_rejects_both_and_keeps_the_stored_one(
+    store: Store, shipped: Schedules, tmp_path: Path
+) -> None:
+    """An enrolled record copied twice into the file is reported at both places and left as stored."""
+    path = write(tmp_path / "p.yaml", patient("P-1"), patient("P-2"))
+    sync_patients(store, shipped, path, NOW)
+    before = timeline(store, "P-1")
+    write(path, patient("P-1"), patient("P-2"), patient("P-1", first_name="Jo"))
+    report = sync_patients(store, shipped, path, NOW)
+    assert sorted(str(p).split(": ")[1] for p in report.problems) == [
+        "patients[0] id=P-1",
+        "patients[2] id=P-1",
+    ]
+    assert report.unchanged == 1  # P-2
+    assert report.withdrawn == []
+    assert timeline(store, "P-1") == before
