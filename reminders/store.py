@@ -205,6 +205,9 @@ CALLBACK_STATUS: Final = {
 }
 _RANK: Final = {"planned": 0, "sending": 0, "sent": 1, "delivered": 2, "failed": 2}
 
+#: SQLite page cache per connection, and while a sync runs (KiB).
+_CACHE_KIB: Final = 8192
+_BULK_CACHE_KIB: Final = 65536
 #: pg_advisory_xact_lock key of the sync ("sync" in ASCII).
 _SYNC_LOCK: Final = 0x73796E63
 #: One planned occurrence on one channel, shared by every patient whose plan is the same:
@@ -366,8 +369,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # 64 MiB of page cache: bulk syncs update million-row indexes without thrashing.
-    cursor.execute("PRAGMA cache_size=-65536")
+    # 8 MiB of page cache per connection (one per worker thread); a sync raises its
+    # own connection's to 64 MiB while it updates million-row indexes (lock_sync).
+    cursor.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
     cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
@@ -454,9 +458,21 @@ class Transaction:
     # -- sync ---------------------------------------------------------------------------
 
     def lock_sync(self) -> None:
-        """Serialise syncs across instances (PostgreSQL advisory lock; SQLite's write lock does it)."""
+        """Serialise syncs across instances (PostgreSQL advisory lock; SQLite's write lock does it).
+
+        On SQLite it also gives this connection a large page cache for the bulk work;
+        :meth:`end_sync` gives the memory back.
+        """
         if self.conn.dialect.name == "postgresql":
             self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SYNC_LOCK})
+        else:
+            self.conn.exec_driver_sql(f"PRAGMA cache_size=-{_BULK_CACHE_KIB}")
+
+    def end_sync(self) -> None:
+        """Return the bulk page cache (SQLite) so an idle service stays small."""
+        if self.conn.dialect.name == "sqlite":
+            self.conn.exec_driver_sql(f"PRAGMA cache_size=-{_CACHE_KIB}")
+            self.conn.exec_driver_sql("PRAGMA shrink_memory")
 
     def enrollment_index(self) -> dict[str, StoredEnrollment]:
         """Every stored enrollment's id, source digest and status."""
@@ -675,7 +691,7 @@ class Transaction:
         due = (
             sa.select(r.id)
             .join(ENROLLMENTS, e.patient_id == r.patient_id)
-            .where(r.status == "planned", r.not_before <= now, e.status == "active")
+            .where(r.status == "planned", r.not_before <= now, _active(self.conn))
             .order_by(r.not_before, r.id)
             .limit(limit)
             .with_for_update(of=REMINDERS, skip_locked=True)
@@ -991,7 +1007,7 @@ class Transaction:
         ids = [
             row.patient_id
             for row in self.conn.execute(
-                sa.select(e.patient_id).where(e.status == "active", e.patient_id.not_in(waiting))
+                sa.select(e.patient_id).where(_active(self.conn), e.patient_id.not_in(waiting))
             )
         ]
         for chunk in _chunks(ids, IN_CHUNK):
@@ -1114,7 +1130,7 @@ class Transaction:
         backlog, oldest = self.conn.execute(
             sa.select(sa.func.count(), sa.func.min(r.not_before))
             .select_from(REMINDERS.join(ENROLLMENTS, e.patient_id == r.patient_id))
-            .where(r.status == "planned", r.not_before <= now, e.status == "active")
+            .where(r.status == "planned", r.not_before <= now, _active(self.conn))
         ).one()
         oldest_at = _aware(oldest)
         lag = max((now - oldest_at).total_seconds(), 0.0) if oldest_at else 0.0
@@ -1152,7 +1168,7 @@ class Transaction:
         rows = self.conn.execute(
             sa.select(REMINDERS)
             .join(ENROLLMENTS, e.patient_id == r.patient_id)
-            .where(r.status == "planned", e.status == "active")
+            .where(r.status == "planned", _active(self.conn))
             .order_by(r.not_before, r.id)
             .limit(limit)
         )
@@ -1166,7 +1182,7 @@ class Transaction:
         return self.conn.execute(
             sa.select(r.not_before)
             .join(ENROLLMENTS, e.patient_id == r.patient_id)
-            .where(r.status == "planned", e.status == "active")
+            .where(r.status == "planned", _active(self.conn))
             .order_by(r.not_before)
             .limit(1)
         ).scalar()
@@ -1215,6 +1231,18 @@ class Transaction:
         return [
             {**dict(r._mapping), "detail": json.loads(r.detail)} for r in self.conn.execute(query)
         ]
+
+
+def _active(conn: Connection) -> sa.ColumnElement[bool]:
+    """``enrollments.status = 'active'`` for a query driven by the reminders' due index.
+
+    Without statistics SQLite would start from the index on enrollments.status and
+    sort every due row of every active patient; the unary ``+`` hides that index so
+    the planner walks ``ix_reminders_due`` in order and stops at the LIMIT.
+    """
+    if conn.dialect.name == "sqlite":
+        return sa.literal_column("+enrollments.status") == "active"
+    return ENROLLMENTS.c.status == "active"
 
 
 def _in_doubt() -> sa.Select[tuple[int]]:

@@ -86,102 +86,109 @@ def sync_patients(
     salt = schedules.fingerprint
     with store.write() as tx:
         tx.lock_sync()
-        stored = tx.enrollment_index()
-        # One streaming pass: unchanged records (the same raw fields under the same
-        # schedules) are counted and dropped at once, so a re-sync of 100,000
-        # patients neither validates nor keeps them.
-        to_check: list[RawRecord] = []
-        digest_of: dict[str, str] = {}
-        kept: set[str] = set()
-        places: dict[str, list[str]] = {}
-        for record in iter_records(path):
-            pid = record.patient_id
-            if pid is None:
-                to_check.append(record)
-                continue
-            places.setdefault(pid, []).append(record.position)
-            digest = record.digest(salt)
-            known = stored.get(pid)
-            if known is None or known.source_hash != digest or pid in kept:
-                to_check.append(record)
-                digest_of[pid] = digest
-                kept.add(pid)
-            else:
-                report.unchanged += 1
-        ids_in_file = list(places)
-        for pid, positions in places.items():
-            if len(positions) > 1:
-                # A duplicated id rejects every record with it; the copies dropped as
-                # unchanged come back as bare records so that each is reported.
-                seen = {r.position for r in to_check if r.patient_id == pid}
-                to_check.extend(RawRecord(p, {"id": pid}) for p in positions if p not in seen)
-                report.unchanged -= len(positions) - len(seen)
-        checked = validate_records(path, to_check, schedules)
-        report.problems = checked.problems
-        rejected = checked.rejected_ids
+        try:
+            stored = tx.enrollment_index()
+            # One streaming pass: unchanged records (the same raw fields under the same
+            # schedules) are counted and dropped at once, so a re-sync of 100,000
+            # patients neither validates nor keeps them.
+            to_check: list[RawRecord] = []
+            digest_of: dict[str, str] = {}
+            kept: set[str] = set()
+            places: dict[str, list[str]] = {}
+            for record in iter_records(path):
+                pid = record.patient_id
+                if pid is None:
+                    to_check.append(record)
+                    continue
+                places.setdefault(pid, []).append(record.position)
+                digest = record.digest(salt)
+                known = stored.get(pid)
+                if known is None or known.source_hash != digest or pid in kept:
+                    to_check.append(record)
+                    digest_of[pid] = digest
+                    kept.add(pid)
+                else:
+                    report.unchanged += 1
+            ids_in_file = list(places)
+            for pid, positions in places.items():
+                if len(positions) > 1:
+                    # A duplicated id rejects every record with it; the copies dropped as
+                    # unchanged come back as bare records so that each is reported.
+                    seen = {r.position for r in to_check if r.patient_id == pid}
+                    to_check.extend(RawRecord(p, {"id": pid}) for p in positions if p not in seen)
+                    report.unchanged -= len(positions) - len(seen)
+            checked = validate_records(path, to_check, schedules)
+            report.problems = checked.problems
+            rejected = checked.rejected_ids
 
-        in_file = set(ids_in_file)
-        removed = [
-            pid
-            for pid, known in stored.items()
-            if known.status in ("active", "paused") and pid not in in_file and pid not in rejected
-        ]
-        newly_withdrawn = [
-            p.id
-            for p in checked.patients
-            if p.status == "withdrawn" and _was_live(stored.get(p.id))
-        ]
-        active = sum(1 for known in stored.values() if known.status == "active")
-        leaving = len(removed) + len(newly_withdrawn)
-        if not force and active and leaving > WITHDRAW_GUARD * active:
-            raise SyncRefused(
-                f"{path}: this sync would withdraw {leaving} of {active} active patients "
-                f"({leaving / active:.0%}, more than {WITHDRAW_GUARD:.0%}); if the file is right, "
-                "run it again with --force"
+            in_file = set(ids_in_file)
+            removed = [
+                pid
+                for pid, known in stored.items()
+                if known.status in ("active", "paused")
+                and pid not in in_file
+                and pid not in rejected
+            ]
+            newly_withdrawn = [
+                p.id
+                for p in checked.patients
+                if p.status == "withdrawn" and _was_live(stored.get(p.id))
+            ]
+            active = sum(1 for known in stored.values() if known.status == "active")
+            leaving = len(removed) + len(newly_withdrawn)
+            if not force and active and leaving > WITHDRAW_GUARD * active:
+                raise SyncRefused(
+                    f"{path}: this sync would withdraw {leaving} of {active} active patients "
+                    f"({leaving / active:.0%}, more than {WITHDRAW_GUARD:.0%}); if the file is right, "
+                    "run it again with --force"
+                )
+
+            _apply(
+                tx,
+                schedules,
+                checked.patients,
+                stored_ids=stored.keys(),
+                digest_of=digest_of,
+                now=now,
+                report=report,
+                progress=progress,
             )
 
-        _apply(
-            tx,
-            schedules,
-            checked.patients,
-            stored_ids=stored.keys(),
-            digest_of=digest_of,
-            now=now,
-            report=report,
-            progress=progress,
-        )
-
-        if removed:
-            cancelled = tx.cancel_pending_of(removed, now, "patient removed from the patients file")
-            tx.set_enrollment_status(removed, "withdrawn", now)
-            report.withdrawn.extend(removed)
-            report.reminders["cancelled"] += cancelled
-            tx.audit(
-                {
-                    "at": now,
-                    "kind": "enrollment.withdrawn",
-                    "patient_id": pid,
-                    "detail": {"reason": "removed from file"},
-                }
-                for pid in removed
-            )
-        if report.changed or report.problems:
-            tx.audit(
-                [
+            if removed:
+                cancelled = tx.cancel_pending_of(
+                    removed, now, "patient removed from the patients file"
+                )
+                tx.set_enrollment_status(removed, "withdrawn", now)
+                report.withdrawn.extend(removed)
+                report.reminders["cancelled"] += cancelled
+                tx.audit(
                     {
                         "at": now,
-                        "kind": "config.sync",
-                        "detail": {
-                            "file": str(path),
-                            "schedules": schedules.fingerprint,
-                            "enrolled": len(report.enrolled),
-                            "updated": len(report.updated),
-                            "withdrawn": len(report.withdrawn),
-                            "problems": len(report.problems),
-                        },
+                        "kind": "enrollment.withdrawn",
+                        "patient_id": pid,
+                        "detail": {"reason": "removed from file"},
                     }
-                ]
-            )
+                    for pid in removed
+                )
+            if report.changed or report.problems:
+                tx.audit(
+                    [
+                        {
+                            "at": now,
+                            "kind": "config.sync",
+                            "detail": {
+                                "file": str(path),
+                                "schedules": schedules.fingerprint,
+                                "enrolled": len(report.enrolled),
+                                "updated": len(report.updated),
+                                "withdrawn": len(report.withdrawn),
+                                "problems": len(report.problems),
+                            },
+                        }
+                    ]
+                )
+        finally:
+            tx.end_sync()
     return report
 
 
