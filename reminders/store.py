@@ -206,7 +206,7 @@ CALLBACK_STATUS: Final = {
 _RANK: Final = {"planned": 0, "sending": 0, "sent": 1, "delivered": 2, "failed": 2}
 
 #: SQLite page cache per connection, and while a sync runs (KiB).
-_CACHE_KIB: Final = 8192
+_CACHE_KIB: Final = 2048
 _BULK_CACHE_KIB: Final = 65536
 #: pg_advisory_xact_lock key of the sync ("sync" in ASCII).
 _SYNC_LOCK: Final = 0x73796E63
@@ -369,10 +369,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # 8 MiB of page cache per connection (one per worker thread); a sync raises its
+    # 2 MiB of page cache per connection (one per worker thread); a sync raises its
     # own connection's to 64 MiB while it updates million-row indexes (lock_sync).
     cursor.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
-    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 
