@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every benchmark of SPEC section 10: on SQLite, then on PostgreSQL where it applies.
+#
+#   bench/run_all.sh            full sizes (about 35-45 minutes on 2 cores)
+#   bench/run_all.sh --quick    small sizes, to check the benchmarks themselves run
+#   bench/run_all.sh --sqlite   SQLite only
+#
+# Each benchmark prints its figures beside the targets with PASS or MISS; a MISS is a
+# result, not a failure: the exit code is non-zero only when a benchmark itself failed.
+set -u
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+quick=0
+backends=("" "--postgres")
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    --sqlite) backends=("") ;;
+    *) echo "usage: bench/run_all.sh [--quick] [--sqlite]" >&2; exit 2 ;;
+  esac
+done
+
+status=0
+run() {
+  echo
+  echo "\$ $PY $*"
+  "$PY" "$@" || status=1
+}
+
+for db in "${backends[@]}"; do
+  if [ "$quick" = 1 ]; then
+    run bench/plan.py $db --patients 5000
+    run bench/claim.py $db --patients 10000 --runs 50
+    run bench/dispatch.py $db --patients 500
+    run bench/lateness.py $db --patients 5 --seconds 15 --enrolled 2000 --burst 50
+    run bench/memory.py $db --patients 5000 --idle 5
+    run bench/apscheduler_baseline.py $db --patients 100 --drops 100 --outage 2
+  else
+    run bench/plan.py $db
+    run bench/claim.py $db
+    run bench/dispatch.py $db
+    run bench/lateness.py $db --burst 500
+    run bench/memory.py $db
+    run bench/apscheduler_baseline.py $db
+  fi
+done
+exit $status
