@@ -15,8 +15,10 @@ import copy
 import csv
 import io
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -157,3 +159,42 @@ def _cell(value: object) -> str:
     if isinstance(value, list | tuple):
         return ";".join(str(item) for item in value)
     return str(value)
+
+
+#: Real zones spread around the clock: at any instant one of them is near any local hour.
+ZONES: Final[tuple[str, ...]] = (
+    "Pacific/Honolulu",
+    "America/Anchorage",
+    "America/Los_Angeles",
+    "America/Denver",
+    "America/Chicago",
+    "America/New_York",
+    "America/Sao_Paulo",
+    "Atlantic/Cape_Verde",
+    "Europe/London",
+    "Europe/Berlin",
+    "Europe/Athens",
+    "Asia/Dubai",
+    "Asia/Karachi",
+    "Asia/Dhaka",
+    "Asia/Bangkok",
+    "Asia/Shanghai",
+    "Asia/Tokyo",
+    "Australia/Brisbane",
+    "Pacific/Noumea",
+    "Pacific/Auckland",
+)
+
+
+def zone_at(moment: datetime, hour: float = 13.0) -> ZoneInfo:
+    """The zone of :data:`ZONES` whose local time at ``moment`` is closest to ``hour``.
+
+    Tests that run against the real clock use it to put "now" inside a clinic's
+    send window, whatever time of day the tests run.
+    """
+
+    def distance(name: str) -> float:
+        local = moment.astimezone(ZoneInfo(name))
+        return abs(local.hour + local.minute / 60 - hour)
+
+    return ZoneInfo(min(ZONES, key=distance))

@@ -30,6 +30,7 @@ from twilio.request_validator import RequestValidator
 
 from reminders.fake_smtp import SmtpRecorder
 from reminders.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from reminders.testing import zone_at
 
 from .conftest import REMINDERS, REPO, TIMEOUT, Result, clean_env
 
@@ -47,29 +48,6 @@ SECRET = "service-test-secret-key"
 FIRST = "first-message"
 SECOND = "second-message"
 NEXT_DAY = "next-day"
-#: Real zones spread over the day: one of them has late morning to early afternoon at any instant.
-ZONES = (
-    "Pacific/Honolulu",
-    "America/Anchorage",
-    "America/Los_Angeles",
-    "America/Denver",
-    "America/Chicago",
-    "America/New_York",
-    "America/Sao_Paulo",
-    "Atlantic/Cape_Verde",
-    "Europe/London",
-    "Europe/Berlin",
-    "Europe/Athens",
-    "Asia/Dubai",
-    "Asia/Karachi",
-    "Asia/Dhaka",
-    "Asia/Bangkok",
-    "Asia/Shanghai",
-    "Asia/Tokyo",
-    "Australia/Brisbane",
-    "Pacific/Noumea",
-    "Pacific/Auckland",
-)
 #: How long the service may take to answer /healthz after it is started.
 START_TIMEOUT = 30.0
 
@@ -143,13 +121,8 @@ def sms_only_patients(count: int) -> list[Patient]:
 
 
 def zone_near_noon(moment: datetime) -> ZoneInfo:
-    """The zone of :data:`ZONES` whose local time at ``moment`` is closest to 12:30."""
-
-    def distance(name: str) -> float:
-        local = moment.astimezone(ZoneInfo(name))
-        return abs(local.hour + local.minute / 60 - 12.5)
-
-    return ZoneInfo(min(ZONES, key=distance))
+    """The zone whose local time at ``moment`` is closest to 12:30."""
+    return zone_at(moment, hour=12.5)
 
 
 def whole_second_after(moment: datetime) -> datetime:

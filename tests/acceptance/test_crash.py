@@ -31,7 +31,7 @@ from reminders.fake_twilio import (
     FakeMessage,
     read_record,
 )
-from tests.integration.test_twilio import zone_at
+from reminders.testing import zone_at
 
 from .conftest import REMINDERS, TIMEOUT, Cli, Result, clean_env, iso, tick_counts
 

@@ -22,9 +22,9 @@ import pytest
 import sqlalchemy as sa
 
 from reminders.fake_twilio import read_record
+from reminders.testing import zone_at
 from tests.acceptance.conftest import REMINDERS, Cli
 from tests.acceptance.test_crash import count_lines, fake_twilio, twilio_env
-from tests.integration.test_twilio import zone_at
 
 pytestmark = pytest.mark.postgres
 

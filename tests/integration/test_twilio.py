@@ -32,7 +32,7 @@ from reminders.ratelimit import TokenBucket
 from reminders.store import Store, TimelineEntry
 from reminders.sync import sync_patients
 from reminders.templates import Templates, message_context
-from reminders.testing import make_schedules
+from reminders.testing import make_schedules, zone_at
 from tests.conftest import REPO
 from tests.integration.test_sync import patient, timeline, write
 
@@ -42,39 +42,6 @@ FROM = "+12015550100"
 SERVICE = "MG" + "5a" * 16
 PUBLIC_URL = "https://reminders.example.com"
 DAY1 = "crutches-toe-touch"
-#: Real zones spread over the day, so some zone has early afternoon at any instant.
-ZONES = (
-    "Pacific/Honolulu",
-    "America/Anchorage",
-    "America/Los_Angeles",
-    "America/Denver",
-    "America/Chicago",
-    "America/New_York",
-    "America/Sao_Paulo",
-    "Atlantic/Cape_Verde",
-    "Europe/London",
-    "Europe/Berlin",
-    "Europe/Athens",
-    "Asia/Dubai",
-    "Asia/Karachi",
-    "Asia/Dhaka",
-    "Asia/Bangkok",
-    "Asia/Shanghai",
-    "Asia/Tokyo",
-    "Australia/Brisbane",
-    "Pacific/Noumea",
-    "Pacific/Auckland",
-)
-
-
-def zone_at(moment: datetime, hour: float = 13.0) -> ZoneInfo:
-    """The zone of :data:`ZONES` whose local time at ``moment`` is closest to ``hour``."""
-
-    def distance(name: str) -> float:
-        local = moment.astimezone(ZoneInfo(name))
-        return abs(local.hour + local.minute / 60 - hour)
-
-    return ZoneInfo(min(ZONES, key=distance))
 
 
 @dataclass(frozen=True)
