@@ -467,6 +467,12 @@ class Transaction:
         else:
             self.conn.exec_driver_sql(f"PRAGMA cache_size=-{_BULK_CACHE_KIB}")
 
+    def analyze(self) -> None:
+        """Refresh the planner's statistics after a bulk load (PostgreSQL; autovacuum may lag or be off)."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(sa.text("ANALYZE reminders"))
+            self.conn.execute(sa.text("ANALYZE enrollments"))
+
     def end_sync(self) -> None:
         """Return the bulk page cache (SQLite) so an idle service stays small."""
         if self.conn.dialect.name == "sqlite":

@@ -22,6 +22,8 @@ from reminders.patients import Problem, RawRecord, iter_records, validate_record
 from reminders.planning import iter_plan
 from reminders.store import PlanSlot, Store, StoredReminder, Transaction
 
+#: A sync inserting at least this many reminders refreshes the planner's statistics.
+BULK_ROWS: Final = 10_000
 #: A sync refuses to withdraw more than this share of active patients without --force.
 WITHDRAW_GUARD: Final = 0.20
 
@@ -303,6 +305,8 @@ def _apply(
     if progress:
         progress("reminders", 0, total)
     tx.insert_plans(plans, now, (lambda n: progress("reminders", n, total)) if progress else None)
+    if total >= BULK_ROWS:
+        tx.analyze()
     tx.audit(
         {"at": now, "kind": "enrollment.created", "patient_id": pid, "detail": {}}
         for pid in report.enrolled
