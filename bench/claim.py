@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa
 
 from bench.common import (
+    analyze,
     config_dir,
     database,
     figure,
@@ -64,11 +65,7 @@ def main() -> int:
             t0 = time.perf_counter()
             sync_patients(store, load_schedules(cfg), csv_path, datetime.now(UTC))
             build_s = time.perf_counter() - t0
-            if store.dialect == "postgresql":
-                # What autovacuum does within a minute of a bulk load; SQLite is left as the
-                # service leaves it (no ANALYZE).
-                with store.write() as tx:
-                    tx.conn.execute(sa.text("ANALYZE"))
+            analyze(store)  # PostgreSQL only; SQLite is left as the service leaves it
             with store.read() as tx:
                 stored = tx.conn.execute(sa.text("SELECT count(*) FROM reminders")).scalar_one()
             expired_first, due, offset = 0, 0, DUE

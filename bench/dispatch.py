@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa
 
 from bench.common import (
+    analyze,
     config_dir,
     database,
     fake_twilio,
@@ -150,6 +151,7 @@ def _tick(
     store = Store(url)
     try:
         sync_patients(store, schedules, csv_path, now - timedelta(days=1))
+        analyze(store)
         settings = Settings.from_env({})
         dispatcher = Dispatcher(
             store,

@@ -51,6 +51,7 @@ import yaml
 
 from bench.common import (
     REPO,
+    analyze,
     config_dir,
     database,
     fake_twilio,
@@ -237,6 +238,7 @@ def main() -> int:
         sync_patients(store, load_schedules(cfg), csv_path, datetime.now(UTC))
         presync_s = time.perf_counter() - t0
         settled = _settle(store)
+        analyze(store)
         with store.read() as tx:
             stored = tx.conn.execute(sa.text("SELECT count(*) FROM reminders")).scalar_one()
         left = first.timestamp() - time.time()

@@ -36,6 +36,7 @@ import sqlalchemy as sa
 
 from bench.common import (
     REPO,
+    analyze,
     config_dir,
     database,
     fake_twilio,
@@ -148,6 +149,7 @@ def main() -> int:
             stored = tx.conn.execute(sa.text("SELECT count(*) FROM reminders")).scalar_one()
         due_generated = _backlog(store)
         settled = _settle(store, keep=args.backlog)
+        analyze(store)
         due_at_start = _backlog(store)
         samples: list[tuple[float, int]] = []
         with fake_twilio() as (fake_url, _fake), smtp_sink() as smtp_port:
