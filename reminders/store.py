@@ -667,8 +667,9 @@ class Transaction:
         ids = [
             r.id
             for r in self.conn.execute(
+                # status = 'planned' (not IN): only the equality matches the partial due index.
                 sa.select(c.id).where(
-                    c.status.in_(PENDING),
+                    c.status == "planned",
                     c.not_before <= now,
                     c.expires_at <= now,
                     c.id.not_in(_in_doubt()),
