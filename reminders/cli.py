@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -90,8 +91,6 @@ def _errors() -> Iterator[None]:
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape  # noqa: PLC0415  # tiny helper, keeps the import local
-
     return escape(text)
 
 

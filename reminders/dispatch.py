@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from reminders import logs
@@ -71,6 +71,7 @@ class Observer(Protocol):
         ...
 
 
+@runtime_checkable
 class Reconciling(Protocol):
     """A channel that can tell whether an earlier, in-doubt attempt reached the provider."""
 
@@ -366,9 +367,7 @@ class Dispatcher:
     ) -> str | None:
         """Settle an in-doubt reminder before resending; ``None`` means: go ahead and send."""
         assert r.in_doubt_since is not None  # noqa: S101  # the caller checked
-        reconcile: Callable[[Message, datetime, frozenset[str]], Receipt | None] | None = getattr(
-            channel, "reconcile", None
-        )
+        reconcile = channel.reconcile if isinstance(channel, Reconciling) else None
         now = clock()
         if reconcile is None:
             # No way to ask (SMTP): resend with the same Message-ID so mail clients can

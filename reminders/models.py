@@ -17,7 +17,6 @@ Channel = Literal["sms", "email"]
 #: Every channel the service can deliver on, in display order.
 CHANNELS: Final[tuple[Channel, ...]] = ("sms", "email")
 
-EnrollmentStatus = Literal["active", "paused", "withdrawn", "completed"]
 #: Statuses a patients file may set (``completed`` is reached, not set).
 FILE_STATUSES: Final[tuple[str, ...]] = ("active", "paused", "withdrawn")
 
@@ -32,12 +31,9 @@ REMINDER_STATUSES: Final[tuple[str, ...]] = (
     "expired",
     "suppressed",
 )
-#: Statuses a reminder never leaves by itself (a sync may still re-plan unsent ones).
-UNSENT_STATUSES: Final[frozenset[str]] = frozenset(
-    {"planned", "cancelled", "expired", "suppressed"}
-)
-#: Statuses that mean a provider accepted (or may have accepted) the message: never re-planned.
-SENT_STATUSES: Final[frozenset[str]] = frozenset({"sending", "sent", "delivered", "failed"})
+#: Statuses of reminders a sync may re-plan when a patient's record changes. Anything
+#: else (in flight, sent, delivered, failed, suppressed) is history and never re-sent.
+REPLANNABLE_STATUSES: Final[tuple[str, ...]] = ("planned", "cancelled", "expired")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Field, SQLModel
 
 from reminders.errors import StoreError, UnknownPatient
+from reminders.models import REPLANNABLE_STATUSES
 
 #: Rows per executemany batch: large enough to amortise, small enough for a progress bar.
 CHUNK: Final = 5_000
@@ -598,14 +599,7 @@ class Transaction:
             REMINDERS.update()
             .where(REMINDERS.c.id == sa.bindparam("b_id"))
             # Only unsent rows; an explicit OR because executemany cannot expand IN lists.
-            .where(
-                sa.or_(
-                    *(
-                        REMINDERS.c.status == status
-                        for status in ("planned", "cancelled", "expired")
-                    )
-                )
-            )
+            .where(sa.or_(*(REMINDERS.c.status == status for status in REPLANNABLE_STATUSES)))
             .values(
                 template=sa.bindparam("b_template"),
                 due_at=sa.bindparam("b_due_at"),

@@ -17,7 +17,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from reminders.errors import SyncRefused
-from reminders.models import Patient, Schedules
+from reminders.models import REPLANNABLE_STATUSES, Patient, Schedules
 from reminders.patients import Problem, RawRecord, iter_records, validate_records
 from reminders.planning import iter_plan
 from reminders.store import PlanSlot, Store, StoredReminder, Transaction
@@ -356,7 +356,7 @@ def _replan(
             if old is None:
                 missing.append(slot)
                 continue
-            if old.status not in ("planned", "cancelled", "expired"):
+            if old.status not in REPLANNABLE_STATUSES:
                 continue  # sent, failed, in flight or suppressed: history, never re-sent
             if (old.due_at, old.expires_at, old.status, old.template) != (
                 due,
