@@ -52,11 +52,11 @@ from bench.common import (
 from reminders import logs
 from reminders.channels.memory import MemoryChannel
 from reminders.config import load_schedules
-from reminders.dispatch import Dispatcher
 from reminders.ratelimit import TokenBucket
 from reminders.store import Store
 from reminders.sync import sync_patients
 from reminders.templates import Templates
+from reminders.testing import make_dispatcher
 
 SPEED_TARGET = 20.0
 ZONE = "America/New_York"
@@ -89,7 +89,7 @@ def plan_side_by_side(postgres: bool, tmp: Path, cfg: Path, patients: int) -> di
             report = sync_patients(store, schedules, csv_path, datetime.now(UTC))
             ours = time.perf_counter() - t0
             with store.read() as tx:
-                reminders = [(e.id, e.due_at) for e in tx.timeline() if e.status == "planned"]
+                reminders = [(e.id, e.due_at) for e in tx.views.timeline() if e.status == "planned"]
         finally:
             store.close()
     with database(postgres, tmp, "apscheduler") as url:
@@ -162,7 +162,7 @@ def outbox_drops(postgres: bool, tmp: Path, cfg: Path, count: int, outage: float
             try:
                 sync_patients(store, schedules, csv_path, due - timedelta(days=1))
                 channels = {"sms": MemoryChannel("sms"), "email": MemoryChannel("email")}
-                dispatcher = Dispatcher(
+                dispatcher = make_dispatcher(
                     store,
                     schedules,
                     templates,

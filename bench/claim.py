@@ -2,7 +2,7 @@
 
 SPEC section 10: <= 5 ms median. The store is built by a sync of N patients whose surgery
 dates are all in the future (so nearly every reminder is ``planned``); each run then
-times one ``with store.write() as tx: tx.claim_due(now, owner, lease_until, 100)``
+times one ``with store.write() as tx: tx.outbox.claim_due(now, owner, lease_until, 100)``
 (transaction begin and commit included) at a ``now`` where a few hundred reminders are
 due (after the tick's own ``expire_overdue``). The claimed rows go back to ``planned``
 between runs (not timed), so every run claims 100 of the same few hundred.
@@ -83,7 +83,7 @@ def main() -> int:
                     )
                 # ... and what every tick does before it claims: mark those past expiry.
                 with store.write() as tx:
-                    expired_first += len(tx.expire_overdue(now))
+                    expired_first += len(tx.outbox.expire_overdue(now))
                 with store.read() as tx:
                     due = tx.conn.execute(
                         sa.text(
@@ -111,7 +111,9 @@ def main() -> int:
                     profiler.enable()
                 start = time.perf_counter()
                 with store.write() as tx:
-                    claimed = tx.claim_due(now, "bench-claim", now + timedelta(minutes=10), BATCH)
+                    claimed = tx.outbox.claim_due(
+                        now, "bench-claim", now + timedelta(minutes=10), BATCH
+                    )
                 elapsed = time.perf_counter() - start
                 if profiler:
                     profiler.disable()

@@ -63,6 +63,7 @@ from reminders.settings import Settings
 from reminders.store import Store
 from reminders.sync import sync_patients
 from reminders.templates import Templates
+from reminders.testing import make_dispatcher
 
 RATE_TARGET = 300.0
 CPU_TARGET_MS = 1.0
@@ -153,7 +154,7 @@ def _tick(
         sync_patients(store, schedules, csv_path, now - timedelta(days=1))
         analyze(store)
         settings = Settings.from_env({})
-        dispatcher = Dispatcher(
+        dispatcher = make_dispatcher(
             store,
             schedules,
             Templates(cfg / "templates"),

@@ -9,17 +9,17 @@ from pathlib import Path
 
 from rich.console import Console
 
+from reminders.app import Config
 from reminders.channels.base import Channel
 from reminders.channels.console import ConsoleChannel
 from reminders.dispatch import Dispatcher
-from reminders.models import CHANNELS, Schedules
+from reminders.models import CHANNELS
 from reminders.patients import read_records
-from reminders.store import Store
+from reminders.store import OutboxManager, Store
 from reminders.sync import sync_patients
-from reminders.templates import Templates
 
 
-def run_demo(schedules: Schedules, templates: Templates, patients: Path, console: Console) -> None:
+def run_demo(config: Config, patients: Path, console: Console) -> None:
     """Enrol the sample patients in a throw-away database and deliver every reminder to ``console``.
 
     The clock jumps from one due time to the next, so six months take seconds.
@@ -39,7 +39,7 @@ def run_demo(schedules: Schedules, templates: Templates, patients: Path, console
     with tempfile.TemporaryDirectory(prefix="reminders-demo-") as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'demo.db'}")
         try:
-            report = sync_patients(store, schedules, patients, start)
+            report = sync_patients(store, config.schedules, patients, start)
             for problem in report.problems:
                 console.print(f"[yellow]skipped[/] {problem}")
             if report.paused:
@@ -56,9 +56,8 @@ def run_demo(schedules: Schedules, templates: Templates, patients: Path, console
                 name: ConsoleChannel(name, console) for name in CHANNELS
             }
             dispatcher = Dispatcher(
-                store,
-                schedules,
-                templates,
+                OutboxManager(store),
+                config.composer,
                 channels,
                 owner="demo",
                 rng=random.Random(0),  # noqa: S311
@@ -67,14 +66,14 @@ def run_demo(schedules: Schedules, templates: Templates, patients: Path, console
             totals: dict[str, int] = {}
             while True:
                 with store.read() as tx:
-                    due = tx.next_due()
+                    due = tx.views.next_due()
                 if due is None:
                     break
                 now = max(now, due)
                 for outcome, n in dispatcher.tick(now).as_dict().items():
                     totals[outcome] = totals.get(outcome, 0) + n
             with store.read() as tx:
-                summary = tx.summary()
+                summary = tx.views.summary()
             console.rule("demo finished")
             console.print(
                 f"simulated until {now:%Y-%m-%d %H:%M} UTC; "

@@ -167,7 +167,7 @@ def create_app(ctx: WebContext) -> FastAPI:
         kind = classify_reply(body)
         now = ctx.clock()
         with ctx.store.write() as tx:
-            recorded = tx.record_inbound(
+            recorded = tx.contacts.record_inbound(
                 sender, body, kind, now, provider_id=form.get("MessageSid") or None
             )
             if recorded is None:  # Twilio retried a webhook we already handled
@@ -175,7 +175,7 @@ def create_app(ctx: WebContext) -> FastAPI:
             inbound_id, patients = recorded
             changed = 0
             if kind in ("stop", "start"):
-                changed = tx.opt_out(
+                changed = tx.contacts.opt_out(
                     "sms", sender, now, source=f"sms {kind}", opted_out=(kind == "stop")
                 )
                 tx.audit(
@@ -211,7 +211,7 @@ def create_app(ctx: WebContext) -> FastAPI:
         code = form.get("ErrorCode") or None
         now = ctx.clock()
         with ctx.store.write() as tx:
-            applied = tx.apply_status_callback(reminder, sid, status, code, now)
+            applied = tx.outbox.apply_status_callback(reminder, sid, status, code, now)
             if applied is not None:
                 tx.audit(
                     [
@@ -228,7 +228,7 @@ def create_app(ctx: WebContext) -> FastAPI:
                     ]
                 )
             if code == "21610" and form.get("To"):
-                tx.opt_out("sms", form["To"], now, source="provider 21610")
+                tx.contacts.opt_out("sms", form["To"], now, source="provider 21610")
         if code:
             ctx.metrics.provider_error("sms", code)
         log.info(
@@ -242,7 +242,7 @@ def create_app(ctx: WebContext) -> FastAPI:
         if reminder is None or reminder > MAX_ID:
             return None
         with ctx.store.read() as tx:
-            return tx.reminder_address(reminder)
+            return tx.outbox.address_of(reminder)
 
     @app.get("/unsubscribe/{token}", response_class=HTMLResponse)
     async def unsubscribe_page(token: str) -> HTMLResponse:
@@ -264,7 +264,7 @@ def create_app(ctx: WebContext) -> FastAPI:
         channel, address = found
         now = ctx.clock()
         with ctx.store.write() as tx:
-            changed = tx.opt_out(channel, address, now, source="unsubscribe link")
+            changed = tx.contacts.opt_out(channel, address, now, source="unsubscribe link")
             tx.audit(
                 {
                     "at": now,
@@ -272,7 +272,7 @@ def create_app(ctx: WebContext) -> FastAPI:
                     "patient_id": pid,
                     "detail": {"source": "unsubscribe link", "reminders": changed},
                 }
-                for pid in (list[str | None](tx.patients_with(channel, address)) or [None])
+                for pid in (list[str | None](tx.contacts.patients_with(channel, address)) or [None])
             )
         log.info("email.unsubscribed", reminders_changed=changed)
         return _page(

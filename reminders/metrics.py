@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from reminders.models import REMINDER_STATUSES
+from reminders.lifecycle import ReminderStatus
 from reminders.store import Store
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -25,11 +25,11 @@ class _OutboxCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self.store.read() as tx:
-            by_status, backlog, lag = tx.gauges(self.clock())
+            by_status, backlog, lag = tx.views.gauges(self.clock())
         statuses = GaugeMetricFamily(
             "reminders_reminders", "Reminders in the outbox by status", labels=["status"]
         )
-        for status in REMINDER_STATUSES:
+        for status in ReminderStatus:
             statuses.add_metric([status], by_status.get(status, 0))
         yield statuses
         yield GaugeMetricFamily(

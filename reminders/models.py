@@ -17,24 +17,6 @@ Channel = Literal["sms", "email"]
 #: Every channel the service can deliver on, in display order.
 CHANNELS: Final[tuple[Channel, ...]] = ("sms", "email")
 
-#: Statuses a patients file may set (``completed`` is reached, not set).
-FILE_STATUSES: Final[tuple[str, ...]] = ("active", "paused", "withdrawn")
-
-#: Reminder statuses, in lifecycle order.
-REMINDER_STATUSES: Final[tuple[str, ...]] = (
-    "planned",
-    "sending",
-    "sent",
-    "delivered",
-    "failed",
-    "cancelled",
-    "expired",
-    "suppressed",
-)
-#: Statuses of reminders a sync may re-plan when a patient's record changes. Anything
-#: else (in flight, sent, delivered, failed, suppressed) is history and never re-sent.
-REPLANNABLE_STATUSES: Final[tuple[str, ...]] = ("planned", "cancelled", "expired")
-
 
 @dataclass(frozen=True, slots=True)
 class SendWindow:

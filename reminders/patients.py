@@ -21,7 +21,8 @@ import yaml
 from reminders.config import load_zone
 from reminders.errors import PatientFileError
 from reminders.fields import attribute_text, normalise_email, normalise_phone
-from reminders.models import CHANNELS, FILE_STATUSES, Channel, Patient, Schedules
+from reminders.lifecycle import FILE_STATUSES, EnrollmentStatus
+from reminders.models import CHANNELS, Channel, Patient, Schedules
 from reminders.yamlio import load_yaml
 
 #: Default file name, looked up beside ``schedules.yaml``.
@@ -278,17 +279,21 @@ def validate_record(
             f"unsupported language {language!r} (supported: {', '.join(schedules.languages)})",
         )
 
-    status = text("status") or "active"
+    status = text("status") or EnrollmentStatus.ACTIVE
     if status not in FILE_STATUSES:
         problem("status", f"expected one of {', '.join(FILE_STATUSES)}, got {status!r}")
 
     channels = _channels(raw.get("channels"), problem)
     if channels is None:
         channels = tuple(c for c in CHANNELS if (phone if c == "sms" else email))
-        if not channels and status != "withdrawn":
+        if not channels and status != EnrollmentStatus.WITHDRAWN:
             problem("channels", "no phone or email: the patient cannot be reached")
     else:
-        if not channels and status != "withdrawn" and all(p.field != "channels" for p in problems):
+        if (
+            not channels
+            and status != EnrollmentStatus.WITHDRAWN
+            and all(p.field != "channels" for p in problems)
+        ):
             problem("channels", "needs at least one channel: the patient cannot be reached")
         if "sms" in channels and phone is None:
             problem("channels", "sms is listed but there is no phone")

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from reminders.lifecycle import ReminderStatus
 from reminders.models import Patient, PlannedReminder, Protocol, SendWindow
 
 
@@ -103,9 +104,9 @@ def iter_plan(
                 )
 
 
-def initial_status(reminder: PlannedReminder, now: datetime) -> str:
+def initial_status(reminder: PlannedReminder, now: datetime) -> ReminderStatus:
     """``expired`` when the reminder can no longer be sent at ``now`` (late enrollment), else ``planned``."""
-    return "expired" if reminder.expires_at <= now else "planned"
+    return ReminderStatus.EXPIRED if reminder.expires_at <= now else ReminderStatus.PLANNED
 
 
 def in_window(instant: datetime, zone: ZoneInfo, window: SendWindow) -> bool:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeAlias
+
+#: The source of jitter (seeded in tests and the demo).
+Rng: TypeAlias = random.Random
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import FrameType
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -35,17 +33,14 @@ from rich.console import Console
 from rich.table import Table
 
 from reminders import logs
+from reminders.app import App, Config
 from reminders.channels.base import Message
-from reminders.config import load_schedules
 from reminders.errors import DeliveryError, ReminderError
 from reminders.fields import mask_phone
 from reminders.http import Inbound, WebContext, create_app
 from reminders.metrics import Metrics
-from reminders.models import Schedules
-from reminders.settings import Settings, build_dispatcher
-from reminders.store import Store
 from reminders.sync import sync_patients
-from reminders.templates import TEMPLATES_DIR, Templates, check_templates
+from reminders.templates import TEMPLATES_DIR
 
 log = logs.get("reminders.service")
 
@@ -60,42 +55,28 @@ STOP_TIMEOUT: Final = 40.0
 _JOB_DEFAULTS: Final = {"coalesce": True, "misfire_grace_time": None, "max_instances": 1}
 
 
-def load_config(config_dir: Path) -> tuple[Schedules, Templates]:
-    """schedules.yaml and every template, checked; raises ConfigError."""
-    schedules = load_schedules(config_dir)
-    templates = Templates(config_dir / TEMPLATES_DIR)
-    errors, _ = check_templates(schedules, templates)
-    if errors:
-        raise errors[0]
-    return schedules, templates
-
-
 class Service:
     """Sync, dispatch and serve HTTP until a signal asks it to stop."""
 
     def __init__(
         self,
+        app: App,
         *,
-        config_dir: Path,
-        database_url: str,
-        patients: Path,
         console: Console,
-        settings: Settings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.config_dir = config_dir
-        self.patients = patients
+        self.app = app
         self.console = console
         self.clock = clock
-        self.settings = settings or Settings.from_env()
-        self.store = Store(database_url)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self.schedules, templates = load_config(config_dir)
+        self.settings = app.settings
+        #: The last good configuration (a bad edit keeps it).
+        self.config: Config = app.config
+        self.store = app.store
         self.metrics = Metrics(self.store, clock)
-        self.dispatcher, self.notes = build_dispatcher(
-            self.store, self.schedules, templates, self.settings, owner=self.owner, console=console
-        )
-        self.dispatcher.observer = self.metrics
+        channels, self.notes = app.channels(console)
+        #: Where free-text replies are forwarded (the email channel).
+        self.mail = channels["email"]
+        self.dispatcher = app.dispatcher(self.config, channels, observer=self.metrics)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults=_JOB_DEFAULTS)
         self._stop = threading.Event()
         self._dispatching = threading.Lock()
@@ -105,8 +86,9 @@ class Service:
     # -- jobs ----------------------------------------------------------------------------
 
     def _mtimes(self) -> tuple[float, ...]:
-        templates = sorted((self.config_dir / TEMPLATES_DIR).rglob("*.j2"))
-        paths = [self.config_dir / "schedules.yaml", self.patients, *templates]
+        config_dir = self.app.config_dir
+        templates = sorted((config_dir / TEMPLATES_DIR).rglob("*.j2"))
+        paths = [config_dir / "schedules.yaml", self.app.patients, *templates]
         return tuple(p.stat().st_mtime_ns if p.exists() else 0.0 for p in paths)
 
     def watch(self) -> None:
@@ -118,19 +100,21 @@ class Service:
         """Re-read configuration and patients; a bad configuration keeps the last good one."""
         self._seen = self._mtimes()
         try:
-            schedules, templates = load_config(self.config_dir)
+            config = self.app.load_config()
         except ReminderError as exc:
             log.error("config.rejected", error=str(exc), kept="last good configuration")
-            schedules, templates = self.schedules, self.dispatcher.templates
+            config = self.config
         else:
-            if schedules.fingerprint != self.schedules.fingerprint:
-                log.info("config.changed", schedules=schedules.fingerprint)
+            if config.schedules.fingerprint != self.config.schedules.fingerprint:
+                log.info("config.changed", schedules=config.schedules.fingerprint)
         with self._dispatching:
-            self.schedules = schedules
-            self.dispatcher.schedules = schedules
-            self.dispatcher.templates = templates
+            if config is not self.config:
+                self.config = config
+                self.dispatcher.use(self.app.sending(config))
             try:
-                report = sync_patients(self.store, schedules, self.patients, self.clock())
+                report = sync_patients(
+                    self.store, config.schedules, self.app.patients, self.clock()
+                )
             except ReminderError as exc:
                 log.error("sync.refused", error=str(exc))
                 return
@@ -171,7 +155,7 @@ class Service:
         if self._stop.is_set() or not self.scheduler.running:
             return
         with self.store.read() as tx:
-            due = tx.next_due()
+            due = tx.views.next_due()
         if due is None:
             return
         when = max(due, self.clock())
@@ -182,7 +166,7 @@ class Service:
 
     def forward(self, inbound: Inbound) -> None:
         """Send a patient's free-text reply on to the clinic's coordinator."""
-        clinic = self.schedules.clinic
+        clinic = self.config.schedules.clinic
         if not clinic.coordinator_email:
             log.warning(
                 "inbound.not_forwarded", reason="clinic.coordinator_email is not set", id=inbound.id
@@ -201,7 +185,7 @@ class Service:
             .strftime("%a %Y-%m-%d %H:%M %Z"),
         )
         try:
-            self.dispatcher.channels["email"].send(message)
+            self.mail.send(message)
         except DeliveryError as exc:
             log.error(
                 "inbound.forward_failed",
@@ -211,7 +195,7 @@ class Service:
             )
             return
         with self.store.write() as tx:
-            tx.mark_forwarded(inbound.id)
+            tx.contacts.mark_forwarded(inbound.id)
         log.info("inbound.forwarded", id=inbound.id)
 
     # -- running ---------------------------------------------------------------------------
@@ -222,8 +206,8 @@ class Service:
             store=self.store,
             twilio_auth_token=self.settings.twilio.auth_token if self.settings.twilio else None,
             public_url=self.settings.public_url,
-            secret_key=self.settings.secret_key,
-            clinic=lambda: self.schedules.clinic,
+            secret_key=self.settings.secret(),
+            clinic=lambda: self.config.schedules.clinic,
             metrics=self.metrics,
             running=running,
             forward=self.forward,
@@ -252,8 +236,8 @@ class Service:
     def show_upcoming(self, limit: int = 15) -> None:
         """Print what will be sent next, with each patient's local time."""
         with self.store.read() as tx:
-            entries = tx.upcoming(limit)
-            zones = {e.patient_id: tx.enrollment(e.patient_id).timezone for e in entries}
+            entries = tx.views.upcoming(limit)
+            zones = {e.patient_id: tx.views.enrollment(e.patient_id).timezone for e in entries}
         table = Table(title=f"Next {len(entries)} reminders")
         for column in ("patient", "milestone", "channel", "local time", "UTC"):
             table.add_column(column)
@@ -294,7 +278,7 @@ class Service:
         )
         log.info(
             "service.started",
-            owner=self.owner,
+            owner=self.app.owner,
             database=self.store.safe_url,
             http=f"{self.settings.http_host}:{self.settings.http_port}" if http else None,
         )

@@ -1,135 +1,182 @@
 """Settings from the environment (names are part of the contract, SPEC section 5).
 
-Secrets are read here and nowhere else, and never printed.
+Read with pydantic-settings: every problem in the environment is reported at once, naming
+each variable, and before anything touches the database. Secrets (the Twilio auth token,
+the SMTP password, the secret key) are ``SecretStr`` here and plain text only inside the
+channel that uses them; they are never printed.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import cast
+from typing import Annotated, Any, Final, Literal
 
-from rich.console import Console
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from reminders.channels.base import Channel
-from reminders.channels.console import ConsoleChannel
-from reminders.channels.smtp import SECURITY_MODES, Security, SmtpChannel, SmtpSettings
-from reminders.channels.twilio import TwilioChannel, TwilioSettings
-from reminders.dispatch import Dispatcher, Unsubscribe
+from reminders.channels.smtp import SmtpSettings
+from reminders.channels.twilio import TwilioSettings
+from reminders.compose import DEFAULT_DOMAIN, Unsubscribe
 from reminders.errors import ConfigError
-from reminders.models import Schedules
 from reminders.ratelimit import TokenBucket
-from reminders.store import Store
-from reminders.templates import Templates
 
-ENVIRONMENT = "environment"
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(ENVIRONMENT, f"expected a number, got {raw!r}", field=name) from None
-    if value < 0:
-        raise ConfigError(ENVIRONMENT, f"must not be negative, got {raw!r}", field=name)
-    return value
+ENVIRONMENT: Final = "environment"
+#: Default SMTP port of each security mode.
+SMTP_PORTS: Final = {"none": 25, "starttls": 587, "ssl": 465}
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+def _env(name: str, **kwargs: Any) -> Any:
+    return Field(validation_alias=name, **kwargs)
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseSettings):
     """What the process was told by its environment."""
 
-    #: Twilio settings, or None for console SMS.
-    twilio: TwilioSettings | None
-    #: SMTP settings, or None for console email.
-    smtp: SmtpSettings | None
+    model_config = SettingsConfigDict(
+        case_sensitive=True, env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+    #: Twilio Account SID (``AC...``); with the auth token, SMS go through Twilio.
+    twilio_account_sid: str | None = _env("TWILIO_ACCOUNT_SID", default=None)
+    #: Twilio auth token (secret).
+    twilio_auth_token: SecretStr | None = _env("TWILIO_AUTH_TOKEN", default=None)
+    #: Sender number in E.164.
+    twilio_from_number: str | None = _env("TWILIO_FROM_NUMBER", default=None)
+    #: Messaging Service SID (``MG...``), used instead of a From number.
+    twilio_messaging_service_sid: str | None = _env("TWILIO_MESSAGING_SERVICE_SID", default=None)
+    #: Twilio-compatible API base URL (default: Twilio's).
+    twilio_api_base_url: str | None = _env("TWILIO_API_BASE_URL", default=None)
+    #: Seconds to wait for Twilio's answer.
+    twilio_timeout: float = _env("TWILIO_TIMEOUT", default=10.0, gt=0)
     #: SMS per second per sender (0: unlimited).
-    sms_rate: float
+    sms_rate: float = _env("TWILIO_RATE_LIMIT", default=1.0, ge=0)
+    #: SMTP server; with it, email goes through SMTP.
+    smtp_host: str | None = _env("SMTP_HOST", default=None)
+    #: SMTP port (default by security mode: 25, 587, 465).
+    smtp_port: Port | None = _env("SMTP_PORT", default=None)
+    #: ``none``, ``starttls`` or ``ssl``.
+    smtp_security: Literal["none", "starttls", "ssl"] = _env("SMTP_SECURITY", default="starttls")
+    #: SMTP login name.
+    smtp_username: str | None = _env("SMTP_USERNAME", default=None)
+    #: SMTP password (secret).
+    smtp_password: SecretStr | None = _env("SMTP_PASSWORD", default=None)
+    #: Seconds to wait for the SMTP server.
+    smtp_timeout: float = _env("SMTP_TIMEOUT", default=30.0, gt=0)
+    #: Envelope and header sender of every email.
+    email_from: str | None = _env("EMAIL_FROM", default=None)
     #: Emails per second per sender (0: unlimited).
-    email_rate: float
-    #: Base URL the public HTTP endpoints are reachable at.
-    public_url: str | None
-    #: HMAC key for unsubscribe links and tokens.
-    secret_key: str | None
+    email_rate: float = _env("SMTP_RATE_LIMIT", default=10.0, ge=0)
+    #: Base URL the public HTTP endpoints are reachable at (Twilio signs against it).
+    public_url: str | None = _env("REMINDERS_PUBLIC_URL", default=None)
+    #: HMAC key for unsubscribe links and other tokens (secret).
+    secret_key: SecretStr | None = _env("REMINDERS_SECRET_KEY", default=None)
     #: Address the HTTP server binds to (loopback by default).
-    http_host: str = "127.0.0.1"
+    http_host: str = _env("REMINDERS_HTTP_HOST", default="127.0.0.1")
     #: Port of the HTTP server.
-    http_port: int = 8080
+    http_port: int = _env("REMINDERS_HTTP_PORT", default=8080, ge=0, le=65535)
     #: How long a claimed reminder stays leased to one process.
-    lease_seconds: float = 600.0
+    lease_seconds: float = _env("REMINDERS_LEASE_SECONDS", default=600.0, gt=0)
     #: Concurrent sends per process.
-    workers: int = 8
+    workers: int = _env("REMINDERS_WORKERS", default=8, ge=1)
     #: Reminders claimed per transaction.
-    batch_size: int = 100
+    batch_size: int = _env("REMINDERS_BATCH_SIZE", default=100, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The process environment only: no ``.env`` files, no secrets directories."""
+        return (init_settings, env_settings)
+
+    @field_validator("smtp_security", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") or None if value else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and check the environment; raises ConfigError naming the variable."""
-        env = os.environ if env is None else env
-        public_url = (env.get("REMINDERS_PUBLIC_URL") or "").rstrip("/") or None
-        twilio = None
-        sid, token = env.get("TWILIO_ACCOUNT_SID"), env.get("TWILIO_AUTH_TOKEN")
-        sender, service = env.get("TWILIO_FROM_NUMBER"), env.get("TWILIO_MESSAGING_SERVICE_SID")
-        if sid or token:
-            if not (sid and token):
-                missing = "TWILIO_AUTH_TOKEN" if sid else "TWILIO_ACCOUNT_SID"
-                raise ConfigError(
-                    ENVIRONMENT, "is required with the other Twilio credential", field=missing
+        """The settings of the process environment (or of ``env``, for tests).
+
+        Raises one :class:`~reminders.errors.ConfigError` naming every wrong variable.
+        """
+        try:
+            if env is None:
+                settings = cls()
+            else:
+                settings = cls.model_validate({k: v for k, v in env.items() if v != ""})
+        except ValidationError as exc:
+            problems = [_problem(error) for error in exc.errors()]
+            raw = os.environ if env is None else env
+            problems += _pairs({k: v for k, v in raw.items() if v})
+            raise ConfigError(ENVIRONMENT, "; ".join(problems)) from None
+        problems = settings._pairs()
+        if problems:
+            raise ConfigError(ENVIRONMENT, "; ".join(problems))
+        return settings
+
+    def _pairs(self) -> list[str]:
+        return _pairs(
+            {
+                name: "set"
+                for name, value in (
+                    ("TWILIO_ACCOUNT_SID", self.twilio_account_sid),
+                    ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
+                    ("TWILIO_FROM_NUMBER", self.twilio_from_number),
+                    ("TWILIO_MESSAGING_SERVICE_SID", self.twilio_messaging_service_sid),
+                    ("SMTP_HOST", self.smtp_host),
+                    ("EMAIL_FROM", self.email_from),
                 )
-            if not (sender or service):
-                raise ConfigError(
-                    ENVIRONMENT,
-                    "set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID",
-                    field="TWILIO_FROM_NUMBER",
-                )
-            twilio = TwilioSettings(
-                account_sid=sid,
-                auth_token=token,
-                from_number=sender or None,
-                messaging_service_sid=service or None,
-                api_base_url=env.get("TWILIO_API_BASE_URL") or None,
-                public_url=public_url,
-                timeout=_number(env, "TWILIO_TIMEOUT", 10.0),
-            )
-        smtp = None
-        if env.get("SMTP_HOST"):
-            security = (env.get("SMTP_SECURITY") or "starttls").lower()
-            if security not in SECURITY_MODES:
-                raise ConfigError(
-                    ENVIRONMENT,
-                    f"expected one of {', '.join(SECURITY_MODES)}, got {security!r}",
-                    field="SMTP_SECURITY",
-                )
-            if not env.get("EMAIL_FROM"):
-                raise ConfigError(ENVIRONMENT, "is required with SMTP_HOST", field="EMAIL_FROM")
-            default_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
-            smtp = SmtpSettings(
-                host=env["SMTP_HOST"],
-                port=int(_number(env, "SMTP_PORT", default_port)),
-                sender=env["EMAIL_FROM"],
-                security=cast(Security, security),
-                username=env.get("SMTP_USERNAME") or None,
-                password=env.get("SMTP_PASSWORD") or None,
-                timeout=_number(env, "SMTP_TIMEOUT", 30.0),
-            )
-        return cls(
-            twilio=twilio,
-            smtp=smtp,
-            sms_rate=_number(env, "TWILIO_RATE_LIMIT", 1.0),
-            email_rate=_number(env, "SMTP_RATE_LIMIT", 10.0),
-            public_url=public_url,
-            secret_key=env.get("REMINDERS_SECRET_KEY") or None,
-            http_host=env.get("REMINDERS_HTTP_HOST") or "127.0.0.1",
-            http_port=int(_number(env, "REMINDERS_HTTP_PORT", 8080)),
-            lease_seconds=_number(env, "REMINDERS_LEASE_SECONDS", 600.0) or 600.0,
-            workers=max(int(_number(env, "REMINDERS_WORKERS", 8)), 1),
-            batch_size=max(int(_number(env, "REMINDERS_BATCH_SIZE", 100)), 1),
+                if value
+            }
         )
+
+    @property
+    def twilio(self) -> TwilioSettings | None:
+        """Twilio settings, or None for console SMS."""
+        if not (self.twilio_account_sid and self.twilio_auth_token):
+            return None
+        return TwilioSettings(
+            account_sid=self.twilio_account_sid,
+            auth_token=self.twilio_auth_token.get_secret_value(),
+            from_number=self.twilio_from_number,
+            messaging_service_sid=self.twilio_messaging_service_sid,
+            api_base_url=self.twilio_api_base_url,
+            public_url=self.public_url,
+            timeout=self.twilio_timeout,
+        )
+
+    @property
+    def smtp(self) -> SmtpSettings | None:
+        """SMTP settings, or None for console email."""
+        if not (self.smtp_host and self.email_from):
+            return None
+        return SmtpSettings(
+            host=self.smtp_host,
+            port=self.smtp_port or SMTP_PORTS[self.smtp_security],
+            sender=self.email_from,
+            security=self.smtp_security,
+            username=self.smtp_username,
+            password=self.smtp_password.get_secret_value() if self.smtp_password else None,
+            timeout=self.smtp_timeout,
+        )
+
+    def secret(self) -> str | None:
+        """The HMAC key of links and tokens, if set."""
+        return self.secret_key.get_secret_value() if self.secret_key else None
 
     def limits(self) -> dict[str, TokenBucket]:
         """One token bucket per sender (channel)."""
@@ -137,73 +184,40 @@ class Settings:
 
     def unsubscribe(self) -> Unsubscribe | None:
         """One-click unsubscribe links, when a public URL and a secret key are set."""
-        if self.public_url and self.secret_key:
-            return Unsubscribe(self.public_url, self.secret_key)
+        secret = self.secret()
+        if self.public_url and secret:
+            return Unsubscribe(self.public_url, secret)
         return None
 
     def message_domain(self) -> str:
         """The domain of Message-IDs: the sender's, so they are unique to this clinic."""
-        if self.smtp and "@" in self.smtp.sender:
-            return self.smtp.sender.rsplit("@", 1)[1].strip(" >")
-        return "recovery-reminders.invalid"
+        smtp = self.smtp
+        if smtp and "@" in smtp.sender:
+            return smtp.sender.rsplit("@", 1)[1].strip(" >")
+        return DEFAULT_DOMAIN
 
 
-def build_channels(
-    settings: Settings, console: Console | None = None
-) -> tuple[dict[str, Channel], list[str]]:
-    """The channel for each name, and one line per channel saying where it delivers.
+def _problem(error: Any) -> str:
+    """``NAME: what is wrong, got 'value'`` for one pydantic error (secrets never echoed)."""
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    value = error.get("input")
+    shown = "" if "TOKEN" in name or "PASSWORD" in name or "SECRET" in name else f", got {value!r}"
+    return f"{name}: {error['msg']}{shown}"
 
-    Without provider settings a channel prints to ``console`` (a dry run).
-    """
-    channels: dict[str, Channel] = {}
-    notes: list[str] = []
-    if settings.twilio:
-        channels["sms"] = TwilioChannel(settings.twilio)
-        target = settings.twilio.api_base_url or "Twilio"
-        notes.append(f"sms: Twilio ({target}), {settings.sms_rate or 'unlimited'} msg/s")
-    else:
-        channels["sms"] = ConsoleChannel("sms", console)
-        notes.append(
-            "sms: console (dry run); set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER"
+
+def _pairs(present: Mapping[str, str]) -> list[str]:
+    """Settings that only make sense together."""
+    problems = []
+    sid, token = "TWILIO_ACCOUNT_SID" in present, "TWILIO_AUTH_TOKEN" in present
+    if sid != token:
+        missing = "TWILIO_AUTH_TOKEN" if sid else "TWILIO_ACCOUNT_SID"
+        problems.append(f"{missing}: is required with the other Twilio credential")
+    if (sid or token) and not (
+        "TWILIO_FROM_NUMBER" in present or "TWILIO_MESSAGING_SERVICE_SID" in present
+    ):
+        problems.append(
+            "TWILIO_FROM_NUMBER: set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID"
         )
-    if settings.smtp:
-        channels["email"] = SmtpChannel(settings.smtp)
-        notes.append(
-            f"email: SMTP {settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security}), "
-            f"{settings.email_rate or 'unlimited'} msg/s"
-        )
-    else:
-        channels["email"] = ConsoleChannel("email", console)
-        notes.append("email: console (dry run); set SMTP_HOST and EMAIL_FROM")
-    if settings.public_url and not settings.secret_key:
-        notes.append(
-            "REMINDERS_SECRET_KEY is not set: emails go out without one-click unsubscribe links"
-        )
-    return channels, notes
-
-
-def build_dispatcher(
-    store: Store,
-    schedules: Schedules,
-    templates: Templates,
-    settings: Settings,
-    *,
-    owner: str,
-    console: Console | None = None,
-) -> tuple[Dispatcher, list[str]]:
-    """A dispatcher wired to the channels, rate limits and unsubscribe links of ``settings``."""
-    channels, notes = build_channels(settings, console)
-    dispatcher = Dispatcher(
-        store,
-        schedules,
-        templates,
-        channels,
-        owner=owner,
-        limits=settings.limits(),
-        workers=settings.workers,
-        batch_size=settings.batch_size,
-        lease=timedelta(seconds=settings.lease_seconds),
-        unsubscribe=settings.unsubscribe(),
-        message_domain=settings.message_domain(),
-    )
-    return dispatcher, notes
+    if "SMTP_HOST" in present and "EMAIL_FROM" not in present:
+        problems.append("EMAIL_FROM: is required with SMTP_HOST")
+    return problems

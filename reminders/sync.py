@@ -1,15 +1,24 @@
 """Applying the patients file to the store: enrol, update, re-plan, withdraw.
 
+A sync is a pure diff followed by one apply step, inside one write transaction:
+
+1. :func:`select_records` streams the file against the stored index: records whose raw
+   fields and the schedules are unchanged are counted and dropped at once, so a re-sync of
+   100,000 patients neither validates nor keeps them;
+2. the rest are validated (:func:`reminders.patients.validate_records`);
+3. :func:`diff` (pure: ``stored + records + schedules + now -> SyncPlan``) decides every
+   change, and refuses a mass withdrawal (the 20% guard) before anything is written;
+4. :func:`apply` writes the plan.
+
 The sync is idempotent: reminders are keyed on (patient, protocol, milestone,
-occurrence, channel), so running it twice changes nothing the second time, and a
-record whose raw fields and the schedules are unchanged is not even re-validated.
+occurrence, channel), so running it twice changes nothing the second time.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,10 +26,18 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from reminders.errors import SyncRefused
-from reminders.models import REPLANNABLE_STATUSES, Patient, Schedules
-from reminders.patients import Problem, RawRecord, iter_records, validate_records
-from reminders.planning import iter_plan
-from reminders.store import PlanSlot, Store, StoredReminder, Transaction
+from reminders.lifecycle import LIVE_ENROLLMENTS, REPLANNABLE, EnrollmentStatus
+from reminders.models import Patient, Schedules
+from reminders.patients import PatientFile, Problem, RawRecord, iter_records, validate_records
+from reminders.planning import initial_status, iter_plan
+from reminders.store import (
+    PlanSlot,
+    ReminderKey,
+    Store,
+    StoredEnrollment,
+    StoredReminder,
+    Transaction,
+)
 
 #: A sync inserting at least this many reminders refreshes the planner's statistics.
 BULK_ROWS: Final = 10_000
@@ -69,6 +86,247 @@ ProgressHook = Callable[[str, int, int], None]
 """Called as ``(stage, advance, total)`` during long syncs."""
 
 
+@dataclass
+class Selection:
+    """The records of a file that need a look, after dropping the unchanged ones."""
+
+    #: Records to validate (new, changed, without an id, duplicated ids).
+    to_check: list[RawRecord] = field(default_factory=list)
+    #: Source digest of each record to check, by patient id.
+    digests: dict[str, str] = field(default_factory=dict)
+    #: Every patient id in the file.
+    in_file: set[str] = field(default_factory=set)
+    #: Records left as they were.
+    unchanged: int = 0
+
+
+def select_records(
+    records: Iterable[RawRecord], stored: Mapping[str, StoredEnrollment], salt: str
+) -> Selection:
+    """Stream ``records`` against the stored index (pure).
+
+    A duplicated id rejects every record with it; the copies dropped as unchanged come
+    back as bare records so that each is reported.
+    """
+    selection = Selection()
+    places: dict[str, list[str]] = {}
+    for record in records:
+        pid = record.patient_id
+        if pid is None:
+            selection.to_check.append(record)
+            continue
+        places.setdefault(pid, []).append(record.position)
+        digest = record.digest(salt)
+        known = stored.get(pid)
+        if known is None or known.source_hash != digest or pid in selection.digests:
+            selection.to_check.append(record)
+            selection.digests[pid] = digest
+        else:
+            selection.unchanged += 1
+    selection.in_file = set(places)
+    for pid, positions in places.items():
+        if len(positions) > 1:
+            seen = {r.position for r in selection.to_check if r.patient_id == pid}
+            selection.to_check.extend(RawRecord(p, {"id": pid}) for p in positions if p not in seen)
+            selection.unchanged -= len(positions) - len(seen)
+    return selection
+
+
+@dataclass
+class SyncPlan:
+    """Every change one sync makes, decided before anything is written."""
+
+    #: The report, counts of cancellations still to be added by :func:`apply`.
+    report: SyncReport
+    #: Enrollment rows to insert.
+    new: list[dict[str, Any]] = field(default_factory=list)
+    #: Enrollment rows to overwrite.
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    #: Reminders to insert: ``(patient_id, slots)``.
+    inserts: list[tuple[str, list[PlanSlot]]] = field(default_factory=list)
+    #: Unsent reminders with a new schedule (``id`` and new values).
+    replans: list[dict[str, Any]] = field(default_factory=list)
+    #: Reminders no longer in their patient's plan.
+    dropped: list[int] = field(default_factory=list)
+    #: Patients set withdrawn in the file: their pending reminders are cancelled.
+    withdrawn: list[str] = field(default_factory=list)
+    #: Patients removed from the file: withdrawn, pending reminders cancelled.
+    removed: list[str] = field(default_factory=list)
+    #: Audit events to append.
+    audit: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def reminder_rows(self) -> int:
+        """How many reminder rows the plan inserts."""
+        return sum(len(slots) for _, slots in self.inserts)
+
+
+def guard(
+    stored: Mapping[str, StoredEnrollment],
+    checked: PatientFile,
+    in_file: set[str],
+    *,
+    force: bool,
+    path: Path,
+) -> list[str]:
+    """The live patients the file removes; raises SyncRefused past the withdraw guard (pure)."""
+    rejected = checked.rejected_ids
+    removed = [
+        pid
+        for pid, known in stored.items()
+        if known.status in LIVE_ENROLLMENTS and pid not in in_file and pid not in rejected
+    ]
+    newly_withdrawn = [
+        p.id
+        for p in checked.patients
+        if p.status == EnrollmentStatus.WITHDRAWN and _was_live(stored.get(p.id))
+    ]
+    active = sum(1 for known in stored.values() if known.status == EnrollmentStatus.ACTIVE)
+    leaving = len(removed) + len(newly_withdrawn)
+    if not force and active and leaving > WITHDRAW_GUARD * active:
+        raise SyncRefused(
+            f"{path}: this sync would withdraw {leaving} of {active} active patients "
+            f"({leaving / active:.0%}, more than {WITHDRAW_GUARD:.0%}); if the file is right, "
+            "run it again with --force"
+        )
+    return removed
+
+
+def diff(
+    stored: Mapping[str, StoredEnrollment],
+    selection: Selection,
+    checked: PatientFile,
+    existing: Mapping[ReminderKey, StoredReminder],
+    *,
+    schedules: Schedules,
+    now: datetime,
+    removed: list[str],
+) -> SyncPlan:
+    """Decide every change of a sync (pure).
+
+    ``existing`` holds the stored reminders of the patients whose record changed;
+    ``removed`` the live patients the file no longer lists (see :func:`guard`).
+    """
+    plan = SyncPlan(SyncReport(unchanged=selection.unchanged, problems=checked.problems))
+    report = plan.report
+    planner = _Planner(schedules, now)
+    changed: list[Patient] = []
+    for patient in checked.patients:
+        row = _enrollment_row(patient, selection.digests[patient.id], now)
+        if patient.id in stored:
+            plan.changed.append(row)
+            changed.append(patient)
+            continue
+        plan.new.append(row)
+        report.enrolled.append(patient.id)
+        if patient.status == EnrollmentStatus.PAUSED:
+            report.paused.append(patient.id)
+        if patient.status != EnrollmentStatus.WITHDRAWN:
+            plan.inserts.append((patient.id, planner.slots(patient)))
+    _replan(plan, planner, changed, existing, now)
+    uses = Counter(id(slots) for _, slots in plan.inserts)
+    for slots in {id(slots): slots for _, slots in plan.inserts}.values():
+        for slot in slots:
+            report.reminders[slot[7]] += uses[id(slots)]
+    plan.audit += [
+        {"at": now, "kind": "enrollment.created", "patient_id": pid, "detail": {}}
+        for pid in report.enrolled
+    ]
+    plan.audit += [
+        {"at": now, "kind": f"enrollment.{kind}", "patient_id": pid, "detail": {}}
+        for kind, ids in (("updated", report.updated), ("paused", report.paused))
+        for pid in ids
+    ]
+    plan.audit += [_withdrawal(now, pid, "status in file") for pid in plan.withdrawn]
+    plan.removed = list(removed)
+    plan.audit += [_withdrawal(now, pid, "removed from file") for pid in plan.removed]
+    report.withdrawn += plan.withdrawn + plan.removed
+    return plan
+
+
+def _replan(
+    plan: SyncPlan,
+    planner: _Planner,
+    patients: list[Patient],
+    existing: Mapping[ReminderKey, StoredReminder],
+    now: datetime,
+) -> None:
+    """Diff the new plan of changed patients against their stored reminders.
+
+    Sent reminders are history and stay as they are; unsent ones take the new due
+    time; reminders no longer in the plan are cancelled; missing ones are inserted.
+    """
+    report = plan.report
+    keep: set[ReminderKey] = set()
+    for patient in patients:
+        if patient.status == EnrollmentStatus.WITHDRAWN:
+            plan.withdrawn.append(patient.id)
+            continue
+        if patient.status == EnrollmentStatus.PAUSED:
+            report.paused.append(patient.id)
+        else:
+            report.updated.append(patient.id)
+        missing: list[PlanSlot] = []
+        for slot in planner.slots(patient):
+            protocol, milestone, occurrence, channel, template, due, expires, status = slot
+            key = (patient.id, protocol, milestone, occurrence, channel)
+            keep.add(key)
+            old = existing.get(key)
+            if old is None:
+                missing.append(slot)
+                continue
+            if old.status not in REPLANNABLE:
+                continue  # sent, failed, in flight or suppressed: history, never re-sent
+            if (old.due_at, old.expires_at, old.status, old.template) != (
+                due,
+                expires,
+                status,
+                template,
+            ):
+                plan.replans.append(
+                    {
+                        "id": old.id,
+                        "template": template,
+                        "due_at": due,
+                        "expires_at": expires,
+                        "status": status,
+                        "updated_at": now,
+                    }
+                )
+                report.reminders["replanned"] += 1
+        if missing:
+            plan.inserts.append((patient.id, missing))
+    live = {p.id for p in patients if p.status != EnrollmentStatus.WITHDRAWN}
+    plan.dropped = [r.id for key, r in existing.items() if key[0] in live and key not in keep]
+
+
+def apply(
+    tx: Transaction, plan: SyncPlan, now: datetime, progress: ProgressHook | None = None
+) -> None:
+    """Write a sync plan inside the sync's transaction; adds the cancellations to its report."""
+    report = plan.report
+    tx.enrollments.upsert(plan.new, plan.changed)
+    tx.enrollments.replan(plan.replans)
+    cancelled = tx.enrollments.cancel(plan.dropped, now, "no longer in the plan")
+    cancelled += tx.enrollments.cancel_pending_of(plan.withdrawn, now, "patient withdrawn")
+    total = plan.reminder_rows
+    if progress:
+        progress("reminders", 0, total)
+    tx.enrollments.insert_plans(
+        plan.inserts, now, (lambda n: progress("reminders", n, total)) if progress else None
+    )
+    if total >= BULK_ROWS:
+        tx.analyze()
+    if plan.removed:
+        cancelled += tx.enrollments.cancel_pending_of(
+            plan.removed, now, "patient removed from the patients file"
+        )
+        tx.enrollments.set_status(plan.removed, EnrollmentStatus.WITHDRAWN, now)
+    if cancelled:
+        report.reminders["cancelled"] += cancelled
+    tx.audit(plan.audit)
+
+
 def sync_patients(
     store: Store,
     schedules: Schedules,
@@ -84,118 +342,55 @@ def sync_patients(
     (nothing changes) and :class:`~reminders.errors.SyncRefused` when the sync would
     withdraw more than 20% of active patients without ``force``.
     """
-    report = SyncReport()
-    salt = schedules.fingerprint
     with store.write() as tx:
         tx.lock_sync()
         try:
-            stored = tx.enrollment_index()
-            # One streaming pass: unchanged records (the same raw fields under the same
-            # schedules) are counted and dropped at once, so a re-sync of 100,000
-            # patients neither validates nor keeps them.
-            to_check: list[RawRecord] = []
-            digest_of: dict[str, str] = {}
-            kept: set[str] = set()
-            places: dict[str, list[str]] = {}
-            for record in iter_records(path):
-                pid = record.patient_id
-                if pid is None:
-                    to_check.append(record)
-                    continue
-                places.setdefault(pid, []).append(record.position)
-                digest = record.digest(salt)
-                known = stored.get(pid)
-                if known is None or known.source_hash != digest or pid in kept:
-                    to_check.append(record)
-                    digest_of[pid] = digest
-                    kept.add(pid)
-                else:
-                    report.unchanged += 1
-            ids_in_file = list(places)
-            for pid, positions in places.items():
-                if len(positions) > 1:
-                    # A duplicated id rejects every record with it; the copies dropped as
-                    # unchanged come back as bare records so that each is reported.
-                    seen = {r.position for r in to_check if r.patient_id == pid}
-                    to_check.extend(RawRecord(p, {"id": pid}) for p in positions if p not in seen)
-                    report.unchanged -= len(positions) - len(seen)
-            checked = validate_records(path, to_check, schedules)
-            report.problems = checked.problems
-            rejected = checked.rejected_ids
-
-            in_file = set(ids_in_file)
-            removed = [
-                pid
-                for pid, known in stored.items()
-                if known.status in ("active", "paused")
-                and pid not in in_file
-                and pid not in rejected
-            ]
-            newly_withdrawn = [
-                p.id
-                for p in checked.patients
-                if p.status == "withdrawn" and _was_live(stored.get(p.id))
-            ]
-            active = sum(1 for known in stored.values() if known.status == "active")
-            leaving = len(removed) + len(newly_withdrawn)
-            if not force and active and leaving > WITHDRAW_GUARD * active:
-                raise SyncRefused(
-                    f"{path}: this sync would withdraw {leaving} of {active} active patients "
-                    f"({leaving / active:.0%}, more than {WITHDRAW_GUARD:.0%}); if the file is right, "
-                    "run it again with --force"
-                )
-
-            _apply(
-                tx,
-                schedules,
-                checked.patients,
-                stored_ids=stored.keys(),
-                digest_of=digest_of,
-                now=now,
-                report=report,
-                progress=progress,
+            stored = tx.enrollments.index()
+            selection = select_records(iter_records(path), stored, schedules.fingerprint)
+            checked = validate_records(path, selection.to_check, schedules)
+            removed = guard(stored, checked, selection.in_file, force=force, path=path)
+            changed_ids = [p.id for p in checked.patients if p.id in stored]
+            existing = {r.key: r for r in tx.enrollments.reminders_of(changed_ids)}
+            plan = diff(
+                stored, selection, checked, existing, schedules=schedules, now=now, removed=removed
             )
-
-            if removed:
-                cancelled = tx.cancel_pending_of(
-                    removed, now, "patient removed from the patients file"
-                )
-                tx.set_enrollment_status(removed, "withdrawn", now)
-                report.withdrawn.extend(removed)
-                report.reminders["cancelled"] += cancelled
-                tx.audit(
-                    {
-                        "at": now,
-                        "kind": "enrollment.withdrawn",
-                        "patient_id": pid,
-                        "detail": {"reason": "removed from file"},
-                    }
-                    for pid in removed
-                )
+            apply(tx, plan, now, progress)
+            report = plan.report
             if report.changed or report.problems:
-                tx.audit(
-                    [
-                        {
-                            "at": now,
-                            "kind": "config.sync",
-                            "detail": {
-                                "file": str(path),
-                                "schedules": schedules.fingerprint,
-                                "enrolled": len(report.enrolled),
-                                "updated": len(report.updated),
-                                "withdrawn": len(report.withdrawn),
-                                "problems": len(report.problems),
-                            },
-                        }
-                    ]
-                )
+                tx.audit([_config_event(now, path, schedules, report)])
         finally:
             tx.end_sync()
     return report
 
 
-def _was_live(known: Any) -> bool:
-    return known is not None and known.status in ("active", "paused")
+def _config_event(
+    now: datetime, path: Path, schedules: Schedules, report: SyncReport
+) -> dict[str, Any]:
+    return {
+        "at": now,
+        "kind": "config.sync",
+        "detail": {
+            "file": str(path),
+            "schedules": schedules.fingerprint,
+            "enrolled": len(report.enrolled),
+            "updated": len(report.updated),
+            "withdrawn": len(report.withdrawn),
+            "problems": len(report.problems),
+        },
+    }
+
+
+def _withdrawal(now: datetime, pid: str, reason: str) -> dict[str, Any]:
+    return {
+        "at": now,
+        "kind": "enrollment.withdrawn",
+        "patient_id": pid,
+        "detail": {"reason": reason},
+    }
+
+
+def _was_live(known: StoredEnrollment | None) -> bool:
+    return known is not None and known.status in LIVE_ENROLLMENTS
 
 
 def _enrollment_row(patient: Patient, digest: str, now: datetime) -> dict[str, Any]:
@@ -259,138 +454,8 @@ class _Planner:
                     r.template,
                     r.due_at,
                     r.expires_at,
-                    "expired" if r.expires_at <= self.now else "planned",
+                    initial_status(r, self.now),
                 )
                 for r in iter_plan(patient, protocol, self.schedules.send_window, zone)
             ]
         return plan
-
-
-def _apply(
-    tx: Transaction,
-    schedules: Schedules,
-    patients: list[Patient],
-    *,
-    stored_ids: Any,
-    digest_of: dict[str, str],
-    now: datetime,
-    report: SyncReport,
-    progress: ProgressHook | None,
-) -> None:
-    planner = _Planner(schedules, now)
-    new_rows: list[dict[str, Any]] = []
-    changed_rows: list[dict[str, Any]] = []
-    plans: list[tuple[str, list[PlanSlot]]] = []
-    changed: list[Patient] = []
-    for patient in patients:
-        row = _enrollment_row(patient, digest_of[patient.id], now)
-        if patient.id in stored_ids:
-            changed_rows.append(row)
-            changed.append(patient)
-            continue
-        new_rows.append(row)
-        report.enrolled.append(patient.id)
-        if patient.status == "paused":
-            report.paused.append(patient.id)
-        if patient.status != "withdrawn":
-            plans.append((patient.id, planner.slots(patient)))
-    tx.upsert_enrollments(new_rows, changed_rows)
-    if changed:
-        plans.extend(_replan(tx, planner, changed, now=now, report=report))
-    uses = Counter(id(slots) for _, slots in plans)
-    for slots in {id(slots): slots for _, slots in plans}.values():
-        for slot in slots:
-            report.reminders[slot[7]] += uses[id(slots)]
-    total = sum(len(slots) for _, slots in plans)
-    if progress:
-        progress("reminders", 0, total)
-    tx.insert_plans(plans, now, (lambda n: progress("reminders", n, total)) if progress else None)
-    if total >= BULK_ROWS:
-        tx.analyze()
-    tx.audit(
-        {"at": now, "kind": "enrollment.created", "patient_id": pid, "detail": {}}
-        for pid in report.enrolled
-    )
-    tx.audit(
-        {"at": now, "kind": f"enrollment.{kind}", "patient_id": pid, "detail": {}}
-        for kind, ids in (("updated", report.updated), ("paused", report.paused))
-        for pid in ids
-    )
-
-
-def _replan(
-    tx: Transaction,
-    planner: _Planner,
-    patients: list[Patient],
-    *,
-    now: datetime,
-    report: SyncReport,
-) -> list[tuple[str, list[PlanSlot]]]:
-    """Diff the new plan of changed patients against their stored reminders.
-
-    Sent reminders are history and stay as they are; unsent ones take the new due
-    time; reminders no longer in the plan are cancelled; missing ones are returned
-    for insertion.
-    """
-    existing: dict[tuple[str, str, str, int, str], StoredReminder] = {
-        r.key: r for r in tx.reminders_of([p.id for p in patients])
-    }
-    inserts: list[tuple[str, list[PlanSlot]]] = []
-    updates: list[dict[str, Any]] = []
-    keep: set[tuple[str, str, str, int, str]] = set()
-    withdrawn: list[str] = []
-    for patient in patients:
-        if patient.status == "withdrawn":
-            withdrawn.append(patient.id)
-            continue
-        if patient.status == "paused":
-            report.paused.append(patient.id)
-        else:
-            report.updated.append(patient.id)
-        missing: list[PlanSlot] = []
-        for slot in planner.slots(patient):
-            protocol, milestone, occurrence, channel, template, due, expires, status = slot
-            key = (patient.id, protocol, milestone, occurrence, channel)
-            keep.add(key)
-            old = existing.get(key)
-            if old is None:
-                missing.append(slot)
-                continue
-            if old.status not in REPLANNABLE_STATUSES:
-                continue  # sent, failed, in flight or suppressed: history, never re-sent
-            if (old.due_at, old.expires_at, old.status, old.template) != (
-                due,
-                expires,
-                status,
-                template,
-            ):
-                updates.append(
-                    {
-                        "id": old.id,
-                        "template": template,
-                        "due_at": due,
-                        "expires_at": expires,
-                        "status": status,
-                        "updated_at": now,
-                    }
-                )
-                report.reminders["replanned"] += 1
-        if missing:
-            inserts.append((patient.id, missing))
-    tx.replan_reminders(updates)
-    live = {p.id for p in patients if p.status != "withdrawn"}
-    dropped = [r.id for key, r in existing.items() if key[0] in live and key not in keep]
-    report.reminders["cancelled"] += tx.cancel_reminders(dropped, now, "no longer in the plan")
-    if withdrawn:
-        report.reminders["cancelled"] += tx.cancel_pending_of(withdrawn, now, "patient withdrawn")
-        report.withdrawn.extend(withdrawn)
-        tx.audit(
-            {
-                "at": now,
-                "kind": "enrollment.withdrawn",
-                "patient_id": pid,
-                "detail": {"reason": "status in file"},
-            }
-            for pid in withdrawn
-        )
-    return inserts

@@ -7,9 +7,8 @@ email, autoescaped). Undefined variables are errors, never blanks.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,14 +16,11 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from reminders.errors import TemplateError
-from reminders.models import Clinic, Schedules
-from reminders.sms import MAX_SEGMENTS, SegmentCount, count_segments
+from reminders.sms import MAX_SEGMENTS, count_segments
 
 TEMPLATES_DIR: Final = "templates"
 #: Template parts per channel.
 PARTS: Final[dict[str, tuple[str, ...]]] = {"sms": ("sms",), "email": ("subject", "txt", "html")}
-#: First name used to check SMS length: long enough to leave headroom for most patients.
-SAMPLE_FIRST_NAME: Final = "Christopher"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,96 +98,3 @@ def _fold(context: Mapping[str, Any]) -> str:
     name = str(context["patient"]["first_name"])
     decomposed = unicodedata.normalize("NFKD", name)
     return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def message_context(
-    *,
-    clinic: Clinic,
-    first_name: str,
-    last_name: str,
-    milestone: str,
-    occurrence: int,
-    surgery_date: date,
-    send_date: date,
-    unsubscribe_url: str | None = None,
-) -> dict[str, Any]:
-    """The variables every template may use (documented in the README)."""
-    days = (send_date - surgery_date).days
-    return {
-        "patient": {"first_name": first_name, "last_name": last_name},
-        "clinic": {
-            "name": clinic.name,
-            "short_name": clinic.short_name,
-            "phone": clinic.phone_display,
-        },
-        "milestone": {"id": milestone},
-        "occurrence": occurrence,
-        "days_since_surgery": days,
-        "weeks_since_surgery": days // 7,
-        "surgery_date": surgery_date.isoformat(),
-        "unsubscribe_url": unsubscribe_url,
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class SmsCheck:
-    """The segment count of one SMS template, rendered with sample data."""
-
-    #: Language.
-    language: str
-    #: Template name.
-    template: str
-    #: Segment arithmetic.
-    count: SegmentCount
-
-
-def check_templates(
-    schedules: Schedules, templates: Templates
-) -> tuple[list[TemplateError], list[SmsCheck]]:
-    """Render every template for every language and channel with sample data.
-
-    Returns the errors (missing files, syntax, unknown variables, SMS over the
-    segment limit) and the segment count of every SMS template.
-    """
-    errors: list[TemplateError] = []
-    checks: list[SmsCheck] = []
-    for language, template, channel, milestone, occurrence in _every_message(schedules):
-        context = message_context(
-            clinic=schedules.clinic,
-            first_name=SAMPLE_FIRST_NAME,
-            last_name="Sample",
-            milestone=milestone,
-            occurrence=occurrence,
-            surgery_date=date(2026, 1, 5),
-            send_date=date(2026, 1, 5),
-            unsubscribe_url="https://clinic.example.com/unsubscribe/sample-token",
-        )
-        try:
-            rendered = templates.render(channel, language, template, context)
-        except TemplateError as exc:
-            if str(exc) not in {str(e) for e in errors}:
-                errors.append(exc)
-            continue
-        if channel != "sms":
-            continue
-        count = count_segments(rendered.text)
-        if not any(c.language == language and c.template == template for c in checks):
-            checks.append(SmsCheck(language, template, count))
-        if count.segments > MAX_SEGMENTS:
-            file = str(templates.directory / language / f"{template}.sms.j2")
-            error = TemplateError(
-                file,
-                f"renders to {count.segments} SMS segments ({count.units} {count.encoding} units); "
-                f"the limit is {MAX_SEGMENTS}",
-            )
-            if str(error) not in {str(e) for e in errors}:
-                errors.append(error)
-    return errors, checks
-
-
-def _every_message(schedules: Schedules) -> Iterator[tuple[str, str, str, str, int]]:
-    for protocol in schedules.protocols.values():
-        for milestone in protocol.milestones:
-            for language in schedules.languages:
-                for channel in milestone.channels:
-                    yield language, milestone.template, channel, milestone.id, 1

@@ -22,9 +22,14 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from reminders.channels.base import Channel
+from reminders.compose import DEFAULT_DOMAIN, Composer, Unsubscribe
 from reminders.config import SCHEDULES_FILE, parse_schedules
+from reminders.dispatch import Dispatcher
 from reminders.models import Schedules
 from reminders.patients import FIELDS
+from reminders.store import OutboxManager, Store
+from reminders.templates import Templates
 
 #: Protocol id of :func:`schedules_doc`'s main protocol (also its default protocol).
 PROTOCOL: Final = "demo-repair"
@@ -198,3 +203,24 @@ def zone_at(moment: datetime, hour: float = 13.0) -> ZoneInfo:
         return abs(local.hour + local.minute / 60 - hour)
 
     return ZoneInfo(min(ZONES, key=distance))
+
+
+def make_dispatcher(
+    store: Store,
+    schedules: Schedules,
+    templates: Templates,
+    channels: Mapping[str, Channel],
+    *,
+    unsubscribe: Unsubscribe | None = None,
+    message_domain: str = DEFAULT_DOMAIN,
+    **options: Any,
+) -> Dispatcher:
+    """A dispatcher on ``store`` composing from ``schedules`` and ``templates``.
+
+    ``options`` are :class:`~reminders.dispatch.Dispatcher`'s keyword arguments
+    (``owner`` is required there).
+    """
+    composer = Composer(
+        schedules, templates, unsubscribe=unsubscribe, message_domain=message_domain
+    )
+    return Dispatcher(OutboxManager(store), composer, channels, **options)

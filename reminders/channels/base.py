@@ -1,11 +1,19 @@
-"""The channel interface and the values that cross it."""
+"""The channel interface and the values that cross it.
+
+A channel is a small object with :meth:`Channel.send` (one message -> one receipt, or a
+classified :class:`~reminders.errors.DeliveryError`) and :meth:`Channel.close` (end of a
+batch). A channel that can tell whether an in-doubt attempt reached its provider also
+has :meth:`Reconciling.reconcile` (Twilio can; SMTP cannot).
+"""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from reminders.lifecycle import ReminderStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +58,7 @@ class Receipt:
     #: Provider's id (Twilio SID, SMTP Message-ID).
     provider_id: str
     #: ``sent`` (accepted by the provider) or ``delivered`` (known delivered).
-    status: str = "sent"
+    status: ReminderStatus = ReminderStatus.SENT
 
 
 class Channel(Protocol):
@@ -61,4 +69,20 @@ class Channel(Protocol):
 
     def send(self, message: Message) -> Receipt:
         """Deliver ``message``; return the provider's receipt."""
+        ...
+
+    def close(self) -> None:
+        """Release what a batch held (connections); the channel may be used again after."""
+        ...
+
+
+@runtime_checkable
+class Reconciling(Protocol):
+    """A channel that can tell whether an earlier, in-doubt attempt reached the provider."""
+
+    def reconcile(
+        self, message: Message, since: datetime, digests: frozenset[str]
+    ) -> Receipt | None:
+        """The receipt of a message sent since ``since`` whose text has one of ``digests``
+        (the texts of the in-doubt attempts) or is ``message.text``, if any."""
         ...

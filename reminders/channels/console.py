@@ -38,3 +38,6 @@ class ConsoleChannel:
                 self._console.print(f"  {escape(line)}", highlight=False)
             self._console.print()
         return Receipt(provider_id=f"console-{number}")
+
+    def close(self) -> None:
+        """Nothing to release."""

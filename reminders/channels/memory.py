@@ -33,6 +33,8 @@ class MemoryChannel:
         self.calls: list[Message] = []
         #: Every reconcile question asked.
         self.reconciled: list[Message] = []
+        #: How many times a batch ended (``close`` was called).
+        self.closed = 0
         self._fail = fail
         self._accept_in_doubt = accept_in_doubt
         self._lock = threading.Lock()
@@ -51,6 +53,11 @@ class MemoryChannel:
         if error is not None:
             raise error
         return receipt
+
+    def close(self) -> None:
+        """Nothing to release; counted in :attr:`closed` so tests can see batches end."""
+        with self._lock:
+            self.closed += 1
 
     def reconcile(
         self, message: Message, since: datetime, digests: frozenset[str]

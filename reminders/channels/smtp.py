@@ -167,7 +167,7 @@ class SmtpChannel:
             ) from None
         if code != 250:
             raise classify_reply(code, _text(reply))
-        return Receipt(provider_id=str(email["Message-ID"]), status="sent")
+        return Receipt(provider_id=str(email["Message-ID"]))
 
     def close(self) -> None:
         """Close every open connection (end of a batch, shutdown)."""

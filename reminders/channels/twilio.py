@@ -189,7 +189,10 @@ class TwilioChannel:
             ) from None
         except requests.RequestException as exc:
             raise classify_transport(exc) from None
-        return Receipt(provider_id=str(created.sid), status="sent")
+        return Receipt(provider_id=str(created.sid))
+
+    def close(self) -> None:
+        """Nothing to release between batches: each worker thread keeps its client."""
 
     def reconcile(
         self, message: Message, since: datetime, digests: frozenset[str]
@@ -221,7 +224,7 @@ class TwilioChannel:
             if created is not None and created < floor:
                 continue
             if body_digest(candidate.body or "") in wanted:
-                return Receipt(provider_id=str(candidate.sid), status="sent")
+                return Receipt(provider_id=str(candidate.sid))
         return None
 
 

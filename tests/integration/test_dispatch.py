@@ -16,6 +16,7 @@ from reminders.models import Schedules
 from reminders.store import Store, TimelineEntry
 from reminders.sync import sync_patients
 from reminders.templates import Templates
+from reminders.testing import make_dispatcher
 from tests.integration.test_sync import patient, timeline, write
 
 ENROLLED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -30,7 +31,7 @@ def dispatcher(
     sms: MemoryChannel | None = None,
     email: MemoryChannel | None = None,
 ) -> Dispatcher:
-    return Dispatcher(
+    return make_dispatcher(
         store,
         schedules,
         templates,
@@ -141,7 +142,7 @@ def test_permanent_error_fails_at_once_with_its_code(
     assert d.tick(DAY1 + timedelta(hours=1)).counts["failed"] == 0
     assert len(sms.calls) == 1
     with store.read() as tx:
-        summary = tx.summary()
+        summary = tx.views.summary()
     assert summary.failures[0].error_code == "21211"
 
 
@@ -218,9 +219,9 @@ def test_crash_mid_attempt_is_reconciled_after_the_lease_lapses(
     enrol(store, shipped, tmp_path, "P-1")
     sms = MemoryChannel("sms")
     with store.write() as tx:
-        claimed = tx.claim_due(DAY1, "dead", DAY1 + timedelta(minutes=5), 10)
+        claimed = tx.outbox.claim_due(DAY1, "dead", DAY1 + timedelta(minutes=5), 10)
         for c in claimed:
-            tx.begin_attempt(c.id, 1, "dead", DAY1)
+            tx.attempts.begin(c.id, 1, "dead", DAY1)
     d = dispatcher(store, shipped, templates, sms)
     assert d.tick(DAY1 + timedelta(minutes=1)).counts["sent"] == 0  # lease still held
     report = d.tick(DAY1 + timedelta(minutes=6))
@@ -235,7 +236,7 @@ def test_abandoned_lease_without_attempt_is_claimed_again(
     """A claim whose owner died before calling the provider is released when its lease expires."""
     enrol(store, shipped, tmp_path, "P-1")
     with store.write() as tx:
-        claimed = tx.claim_due(DAY1, "dead", DAY1 + timedelta(minutes=5), 10)
+        claimed = tx.outbox.claim_due(DAY1, "dead", DAY1 + timedelta(minutes=5), 10)
     assert len(claimed) == 2
     sms = MemoryChannel("sms")
     d = dispatcher(store, shipped, templates, sms)
@@ -249,13 +250,13 @@ def test_opted_out_address_is_suppressed_at_send_time(
     """An opt-out suppresses that number's SMS; opting back in resumes only those not yet due."""
     enrol(store, shipped, tmp_path, "P-1")
     with store.write() as tx:
-        tx.opt_out("sms", "+12015550123", DAY1, source="test")
+        tx.contacts.opt_out("sms", "+12015550123", DAY1, source="test")
     sms = MemoryChannel("sms")
     dispatcher(store, shipped, templates, sms).tick(DAY1)
     assert sms.calls == []
     assert {e.status for e in timeline(store, "P-1") if e.channel == "sms"} == {"suppressed"}
     with store.write() as tx:
-        resumed = tx.opt_out("sms", "+12015550123", DAY1, source="test", opted_out=False)
+        resumed = tx.contacts.opt_out("sms", "+12015550123", DAY1, source="test", opted_out=False)
     assert resumed > 0
     sms = [e for e in timeline(store, "P-1") if e.channel == "sms"]
     assert {e.status for e in sms if e.due_at > DAY1} == {"planned"}  # future ones resume
@@ -270,7 +271,7 @@ def test_completed_when_nothing_is_left(
     d = dispatcher(store, shipped, templates)
     d.tick(DAY1 + timedelta(weeks=40))
     with store.read() as tx:
-        assert tx.enrollment("P-1").status == "completed"
+        assert tx.views.enrollment("P-1").status == "completed"
 
 
 def test_every_attempt_is_written_before_the_provider_is_called(
@@ -282,7 +283,7 @@ def test_every_attempt_is_written_before_the_provider_is_called(
 
     def check(message: Message) -> DeliveryError | None:
         with store.read() as tx:
-            entry = next(e for e in tx.timeline("P-1") if e.id == message.reminder_id)
+            entry = next(e for e in tx.views.timeline("P-1") if e.id == message.reminder_id)
             seen.append(entry.attempts)
         return None
 

@@ -26,13 +26,13 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from reminders.channels.memory import MemoryChannel
-from reminders.dispatch import Dispatcher
 from reminders.http import WebContext, create_app
 from reminders.metrics import Metrics
 from reminders.models import Schedules
 from reminders.store import Store
 from reminders.sync import sync_patients
 from reminders.templates import Templates
+from reminders.testing import make_dispatcher
 from tests.integration.test_dispatch import DAY1, ENROLLED
 from tests.integration.test_sync import patient, write
 
@@ -100,12 +100,12 @@ def outbox(
     records = [patient(f"P-{n}", phone=phone) for n, phone in enumerate(PHONES, start=1)]
     sync_patients(store, shipped, write(folder / "patients.yaml", *records), ENROLLED)
     channels = {"sms": MemoryChannel("sms"), "email": MemoryChannel("email")}
-    report = Dispatcher(
+    report = make_dispatcher(
         store, shipped, templates, channels, owner="test", rng=random.Random(1)
     ).tick(DAY1)
     assert report.counts["sent"] == 2 * len(PHONES)
     with store.read() as tx:
-        sent = [e for e in tx.timeline() if e.status == "sent"]
+        sent = [e for e in tx.views.timeline() if e.status == "sent"]
     CONTEXT.store = store
     CONTEXT.metrics = Metrics(store, lambda: DAY1)
     CONTEXT.clinic = lambda: shipped.clinic

@@ -69,8 +69,8 @@ def test_upgrade_from_previous_revision_keeps_the_data(database_url: str) -> Non
 
     store = Store(database_url)  # applies the rest at start
     with store.read() as tx:
-        enrollment = tx.enrollment("P-1")
-        entries = tx.timeline("P-1")
+        enrollment = tx.views.enrollment("P-1")
+        entries = tx.views.timeline("P-1")
     with store.engine.connect() as conn:
         assert migrate.current(conn) == migrate.head()
         digest = conn.execute(sa.text("SELECT body_digest FROM attempts WHERE id = 1")).scalar_one()

@@ -11,11 +11,13 @@ import pytest
 
 from reminders.channels.memory import MemoryChannel
 from reminders.channels.smtp import SmtpChannel, SmtpSettings
-from reminders.dispatch import Dispatcher, Unsubscribe
+from reminders.compose import Unsubscribe
+from reminders.dispatch import Dispatcher
 from reminders.fake_smtp import SmtpRecorder
 from reminders.models import Schedules
 from reminders.store import Store
 from reminders.templates import Templates
+from reminders.testing import make_dispatcher
 from reminders.tokens import verify
 from tests.integration.test_dispatch import DAY1, enrol
 from tests.integration.test_sync import timeline
@@ -41,7 +43,7 @@ def email_dispatcher(
             security="none",
         )
     )
-    return Dispatcher(
+    return make_dispatcher(
         store,
         schedules,
         templates,
@@ -127,7 +129,7 @@ def test_550_fails_at_once_with_the_code(
     assert d.tick(DAY1 + timedelta(hours=2)).counts["failed"] == 0
     assert smtp.messages == []
     with store.read() as tx:
-        failure = tx.summary().failures[0]
+        failure = tx.views.summary().failures[0]
     assert (failure.patient_id, failure.channel, failure.error_code) == ("P-1", "email", "550")
 
 
@@ -162,7 +164,7 @@ def test_unreachable_server_is_transient(
     channel = SmtpChannel(
         SmtpSettings(host="127.0.0.1", port=port, sender="r@clinic.example.com", security="none")
     )
-    d = Dispatcher(
+    d = make_dispatcher(
         store, shipped, templates, {"sms": MemoryChannel("sms"), "email": channel}, owner="t"
     )
     assert d.tick(DAY1).counts["retry"] == 1

@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 from reminders.errors import PatientFileError, SyncRefused
+from reminders.lifecycle import AttemptOutcome
 from reminders.models import Schedules
 from reminders.store import Store, TimelineEntry
+from reminders.store.schema import REMINDERS
 from reminders.sync import sync_patients
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -40,7 +42,7 @@ def write(path: Path, *records: dict[str, Any]) -> Path:
 
 def timeline(store: Store, pid: str) -> list[TimelineEntry]:
     with store.read() as tx:
-        return tx.timeline(pid)
+        return tx.views.timeline(pid)
 
 
 def by_key(entries: list[TimelineEntry]) -> dict[tuple[str, int, str], TimelineEntry]:
@@ -51,9 +53,12 @@ def mark_sent(store: Store, entries: list[TimelineEntry]) -> None:
     """Record the given reminders as sent, as the dispatcher would."""
     with store.write() as tx:
         for e in entries:
-            attempt = tx.begin_attempt(e.id, 1, "test", NOW)
-            tx.finish_attempt(
-                attempt, e.id, outcome="sent", status="sent", now=NOW, provider_id="SM1"
+            attempt = tx.attempts.begin(e.id, 1, "test", NOW)
+            tx.attempts.finish(attempt, AttemptOutcome.SENT, NOW, provider_id="SM1")
+            tx.conn.execute(
+                REMINDERS.update()
+                .where(REMINDERS.c.id == e.id)
+                .values(status="sent", provider_id="SM1", sent_at=NOW)
             )
 
 
@@ -166,7 +171,7 @@ def test_removed_patient_is_withdrawn_and_pending_cancelled(
         "sent"
     }
     with store.read() as tx:
-        assert tx.enrollment("P-1").status == "withdrawn"
+        assert tx.views.enrollment("P-1").status == "withdrawn"
 
 
 def test_status_withdrawn_in_file_cancels_pending(
@@ -190,11 +195,11 @@ def test_paused_patient_is_held_and_resumes(
     sync_patients(store, shipped, path, NOW)
     due = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)  # day 1, 10:30 New York
     with store.write() as tx:
-        assert tx.claim_due(due, "t", due + timedelta(minutes=5), 100) == []
+        assert tx.outbox.claim_due(due, "t", due + timedelta(minutes=5), 100) == []
     write(path, patient("P-1"))
     sync_patients(store, shipped, path, NOW)
     with store.write() as tx:
-        claimed = tx.claim_due(due, "t", due + timedelta(minutes=5), 100)
+        claimed = tx.outbox.claim_due(due, "t", due + timedelta(minutes=5), 100)
     assert {c.milestone for c in claimed} == {"crutches-toe-touch"}
 
 
@@ -206,7 +211,7 @@ def test_invalid_record_leaves_stored_enrollment_untouched(
     sync_patients(store, shipped, path, NOW)
     before = timeline(store, "P-1")
     with store.read() as tx:
-        enrollment_before = tx.enrollment("P-1")
+        enrollment_before = tx.views.enrollment("P-1")
     write(
         path,
         patient("P-1", surgery_date="2026-13-45", phone="not a phone"),
@@ -222,7 +227,7 @@ def test_invalid_record_leaves_stored_enrollment_untouched(
     assert report.withdrawn == []
     assert timeline(store, "P-1") == before
     with store.read() as tx:
-        assert tx.enrollment("P-1") == enrollment_before
+        assert tx.views.enrollment("P-1") == enrollment_before
 
 
 def test_mass_withdraw_guard_refuses_and_changes_nothing(
@@ -236,7 +241,7 @@ def test_mass_withdraw_guard_refuses_and_changes_nothing(
     with pytest.raises(SyncRefused, match="--force"):
         sync_patients(store, shipped, path, NOW)
     with store.read() as tx:
-        assert {e.status for e in tx.enrollments()} == {"active"}
+        assert {e.status for e in tx.views.enrollments()} == {"active"}
     report = sync_patients(store, shipped, path, NOW, force=True)
     assert sorted(report.withdrawn) == ["P-10", "P-8", "P-9"]
 
@@ -262,7 +267,7 @@ def test_unreadable_patients_file_changes_nothing(
     with pytest.raises(PatientFileError, match=r"p\.yaml"):
         sync_patients(store, shipped, path, NOW)
     with store.read() as tx:
-        assert tx.enrollment("P-1").status == "active"
+        assert tx.views.enrollment("P-1").status == "active"
 
 
 def test_schedule_change_replans_everyone(store: Store, shipped: Schedules, tmp_path: Path) -> None:
@@ -286,8 +291,8 @@ def test_sync_writes_audit_events(store: Store, shipped: Schedules, tmp_path: Pa
     write(path, *records[1:])
     sync_patients(store, shipped, path, NOW)
     with store.read() as tx:
-        events = tx.audit_events("P-1")
-        everything = tx.audit_events()
+        events = tx.views.audit_events("P-1")
+        everything = tx.views.audit_events()
     assert [e["kind"] for e in events] == ["enrollment.created", "enrollment.withdrawn"]
     dumped = repr(everything)
     assert "example.com" not in dumped

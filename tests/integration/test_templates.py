@@ -7,23 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from reminders.compose import Composer, Recipient, message_context
 from reminders.errors import TemplateError
 from reminders.models import Schedules
 from reminders.sms import count_segments
-from reminders.templates import Templates, check_templates, message_context
+from reminders.templates import Templates
 
 
 def context(
     schedules: Schedules, first_name: str = "Christopher", **extra: object
 ) -> dict[str, object]:
+    recipient = Recipient("P-1", first_name, "Reyes", "en", "UTC", date(2026, 1, 5))
     ctx = message_context(
-        clinic=schedules.clinic,
-        first_name=first_name,
-        last_name="Reyes",
+        schedules.clinic,
+        recipient,
         milestone="brace-removal",
         occurrence=1,
-        surgery_date=date(2026, 1, 5),
-        send_date=date(2026, 2, 16),
+        day=date(2026, 2, 16),
     )
     ctx.update(extra)
     return ctx
@@ -42,8 +42,8 @@ def every_message(schedules: Schedules) -> list[tuple[str, str, str]]:
 
 
 def test_shipped_templates_pass_the_check(shipped: Schedules, templates: Templates) -> None:
-    """check_templates finds no error in the shipped set and counts every SMS template."""
-    errors, checks = check_templates(shipped, templates)
+    """The template check finds no error in the shipped set and counts every SMS template."""
+    errors, checks = Composer(shipped, templates).check()
     assert errors == []
     sms_templates = {(lang, t) for lang, t, ch in every_message(shipped) if ch == "sms"}
     assert {(c.language, c.template) for c in checks} == sms_templates
@@ -129,14 +129,14 @@ def test_missing_template_is_reported(tmp_path: Path, shipped: Schedules) -> Non
 
 
 def test_too_long_sms_fails_the_check(tmp_path: Path, shipped: Schedules) -> None:
-    """check_templates reports an SMS template that renders past 2 segments."""
+    """The template check reports an SMS template that renders past 2 segments."""
     import shutil
 
     from tests.conftest import REPO
 
     shutil.copytree(REPO / "templates", tmp_path / "templates")
     (tmp_path / "templates" / "en" / "brace-removal.sms.j2").write_text("x" * 400)
-    errors, _ = check_templates(shipped, Templates(tmp_path / "templates"))
+    errors, _ = Composer(shipped, Templates(tmp_path / "templates")).check()
     assert len(errors) == 1
     assert "brace-removal.sms.j2" in str(errors[0])
     assert "3 SMS segments" in str(errors[0])

@@ -25,14 +25,15 @@ import yaml
 
 from reminders.channels.memory import MemoryChannel
 from reminders.channels.twilio import MAX_VALIDITY, TwilioChannel, TwilioSettings
+from reminders.compose import Composer, Recipient
 from reminders.dispatch import Dispatcher
 from reminders.fake_twilio import DEFAULT_AUTH_TOKEN, FakeTwilio, Fault, RecordedRequest
 from reminders.models import Schedules
 from reminders.ratelimit import TokenBucket
 from reminders.store import Store, TimelineEntry
 from reminders.sync import sync_patients
-from reminders.templates import Templates, message_context
-from reminders.testing import make_schedules, zone_at
+from reminders.templates import Templates
+from reminders.testing import make_dispatcher, make_schedules, zone_at
 from tests.conftest import REPO
 from tests.integration.test_sync import patient, timeline, write
 
@@ -115,7 +116,7 @@ class Rig:
         **settings: Any,
     ) -> Dispatcher:
         """A dispatcher sending SMS through the real Twilio client and email to memory."""
-        return Dispatcher(
+        return make_dispatcher(
             self.store,
             self.schedules,
             self.templates,
@@ -174,20 +175,18 @@ def test_sms_reaches_the_endpoint_with_sender_callback_and_validity(rig: Rig) ->
     assert report.counts["sent"] == 2  # the SMS and the email
     sms = rig.entry()
     [request] = rig.creates()
-    expected = rig.templates.render(
-        "sms",
-        "en",
-        DAY1,
-        message_context(
-            clinic=rig.schedules.clinic,
-            first_name="Dana",
-            last_name="Reyes",
+    expected = (
+        Composer(rig.schedules, rig.templates)
+        .render(
+            "sms",
+            Recipient("P-1", "Dana", "Reyes", "en", rig.due.zone.key, rig.due.surgery),
+            template=DAY1,
             milestone=DAY1,
             occurrence=1,
-            surgery_date=rig.due.surgery,
-            send_date=rig.due.local_date,
-        ),
-    ).text
+            day=rig.due.local_date,
+        )
+        .text
+    )
     assert request.params["To"] == "+12015550123"
     assert request.params["From"] == FROM
     assert "MessagingServiceSid" not in request.params
@@ -335,7 +334,7 @@ def test_invalid_number_fails_at_once_with_21211_and_is_never_retried(rig: Rig) 
     assert rig.lists() == []
     assert rig.fake.messages == []
     with rig.store.read() as tx:
-        summary = tx.summary()
+        summary = tx.views.summary()
     assert [(f.patient_id, f.error_code) for f in summary.failures] == [("P-1", "21211")]
 
 
@@ -355,8 +354,8 @@ def test_unsubscribed_number_is_opted_out_and_its_pending_sms_suppressed(rig: Ri
     assert rig.entry("P-1", "email").status == "sent"
     assert rig.entry("P-2").status == "sent"
     with rig.store.read() as tx:
-        assert tx.opted_out("sms", ["+12015550123", "+19735550142"]) == {"+12015550123"}
-        assert tx.summary().opted_out == {"sms": 1}
+        assert tx.contacts.opted_out("sms", ["+12015550123", "+19735550142"]) == {"+12015550123"}
+        assert tx.views.summary().opted_out == {"sms": 1}
     assert [m.to for m in rig.fake.messages] == ["+19735550142"]
     assert sorted(m.to for m in email.sent) == ["p-1@example.com", "p-2@example.com"]
     # The next week's SMS for P-1 never reaches the endpoint; its email does.

@@ -1,0 +1,26 @@
+"""The ``reminders`` command line (SPEC section 5), one module per group of commands.
+
+================  ==========================================
+``root``          the Typer app, global options, shared helpers
+``checks``        ``validate``, ``preview``
+``delivery``      ``sync``, ``tick``, ``demo``, ``run``, ``serve``
+``reading``       ``timeline``, ``status``
+================  ==========================================
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import checks, delivery, reading  # noqa: F401  # each registers its commands
+from .root import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,158 @@
+"""``sync``, ``tick``, ``demo``, ``run`` and ``serve``: the commands that change what is sent."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from reminders import logs
+from reminders.app import App
+from reminders.dispatch import TickReport
+from reminders.lifecycle import Outcome
+from reminders.sync import SyncReport, sync_patients
+
+from .root import JsonOpt, NowOpt, PatientsOpt, app, err, errors, make_app, out, parse_now
+
+
+def run_sync(application: App, *, now: datetime, force: bool) -> SyncReport:
+    """Apply the patients file with a progress bar on a terminal."""
+    show = err.is_terminal and not os.environ.get("CI")
+    with Progress(
+        TextColumn("planning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not show,
+    ) as bar:
+        task = bar.add_task("reminders", total=None)
+
+        def progress(_stage: str, advance: int, total: int) -> None:
+            bar.update(task, advance=advance, total=total)
+
+        return sync_patients(
+            application.store,
+            application.config.schedules,
+            application.patients,
+            now,
+            force=force,
+            progress=progress,
+        )
+
+
+def print_sync(report: SyncReport) -> None:
+    """What a sync changed, in a line (and the ids when there are few)."""
+    for problem in report.problems:
+        err.print(f"[yellow]skipped[/] {escape(str(problem))}")
+    parts = [
+        f"{len(report.enrolled)} enrolled",
+        f"{len(report.updated)} updated",
+        f"{len(report.paused)} paused",
+        f"{len(report.withdrawn)} withdrawn",
+        f"{report.unchanged} unchanged",
+        f"{len(report.problems)} with problems",
+    ]
+    reminders = ", ".join(f"{n} {k}" for k, n in sorted(report.reminders.items()) if n)
+    out.print("sync: " + ", ".join(parts) + (f"; reminders: {reminders}" if reminders else ""))
+    for label, ids in (
+        ("enrolled", report.enrolled),
+        ("updated", report.updated),
+        ("paused", report.paused),
+        ("withdrawn", report.withdrawn),
+    ):
+        if ids and len(ids) <= 20:
+            out.print(f"  {label}: {', '.join(ids)}")
+
+
+@app.command()
+def sync(
+    ctx: typer.Context,
+    now: NowOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow withdrawing more than 20% of active patients.")
+    ] = False,
+    patients: PatientsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply the patients file: enrol, update, re-plan, withdraw; print what changed."""
+    application = make_app(ctx, patients)
+    at = parse_now(now)
+    with errors():
+        application.config  # noqa: B018  # a bad configuration changes nothing: check it first
+        report = run_sync(application, now=at, force=force)
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+    else:
+        print_sync(report)
+    if report.problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def tick(
+    ctx: typer.Context, now: NowOpt = None, patients: PatientsOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Sync, then deliver everything due at --now (default: now), wait for the outcome, exit."""
+    application = make_app(ctx, patients)
+    at = parse_now(now)
+    with errors():
+        application.settings  # noqa: B018  # every environment problem before the database
+        config = application.config
+        report = run_sync(application, now=at, force=False)
+        if not as_json:
+            print_sync(report)
+        # With --json, stdout carries only the JSON document; the console dry run goes to stderr.
+        channels, notes = application.channels(out if not as_json else err)
+        if not as_json:
+            for note in notes:
+                err.print(f"[dim]{escape(note)}[/]")
+        result: TickReport = application.dispatcher(config, channels).tick(at)
+    counts = result.as_dict()
+    if as_json:
+        out.print_json(json.dumps({**counts, "problems": [str(p) for p in report.problems]}))
+    else:
+        out.print("tick: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    if report.problems or counts[Outcome.FAILED]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(ctx: typer.Context, patients: PatientsOpt = None) -> None:
+    """The shipped protocol for the sample patients on a simulated clock, console delivery."""
+    from reminders.demo import run_demo  # noqa: PLC0415  # keeps start-up of other commands light
+
+    application = make_app(ctx, patients)
+    with errors():
+        run_demo(application.config, application.patients, out)
+
+
+def _serve(ctx: typer.Context, patients: Path | None, *, dispatch: bool) -> None:
+    from reminders.service import Service  # noqa: PLC0415  # keeps start-up of other commands light
+
+    application = make_app(ctx, patients)
+    logs.configure(
+        os.environ.get("REMINDERS_LOG_FORMAT"), os.environ.get("REMINDERS_LOG_LEVEL", "INFO")
+    )
+    with errors():
+        code = Service(application, console=out).run(dispatch=dispatch)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(ctx: typer.Context, patients: PatientsOpt = None) -> None:
+    """The service: sync, dispatch and HTTP endpoints until SIGTERM or Ctrl-C."""
+    _serve(ctx, patients, dispatch=True)
+
+
+@app.command()
+def serve(ctx: typer.Context, patients: PatientsOpt = None) -> None:
+    """Only the HTTP endpoints (webhooks, unsubscribe, health, metrics); no dispatching."""
+    _serve(ctx, patients, dispatch=False)

@@ -1,0 +1,179 @@
+"""``timeline`` and ``status``: what was sent, what will be, and what needs a coordinator."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from reminders.compose import Composer, Recipient
+from reminders.lifecycle import ReminderStatus
+from reminders.store import Enrollment, TimelineEntry
+
+from .root import JsonOpt, app, errors, make_app, out, utc_text
+
+STATUS_STYLE = {
+    ReminderStatus.PLANNED: "cyan",
+    ReminderStatus.SENDING: "yellow",
+    ReminderStatus.SENT: "green",
+    ReminderStatus.DELIVERED: "green",
+    ReminderStatus.FAILED: "red",
+    ReminderStatus.CANCELLED: "dim",
+    ReminderStatus.EXPIRED: "dim",
+    ReminderStatus.SUPPRESSED: "magenta",
+}
+
+
+def styled(status: str) -> str:
+    """A status in its colour."""
+    return f"[{STATUS_STYLE.get(ReminderStatus(status), '')}]{status}[/]"
+
+
+def entry_json(e: TimelineEntry, zone: ZoneInfo) -> dict[str, Any]:
+    """One timeline row as JSON (the ``timeline --json`` contract)."""
+    return {
+        "patient_id": e.patient_id,
+        "protocol": e.protocol,
+        "milestone": e.milestone,
+        "occurrence": e.occurrence,
+        "channel": e.channel,
+        "due_at": utc_text(e.due_at),
+        "due_local": e.due_at.astimezone(zone).isoformat(),
+        "expires_at": utc_text(e.expires_at),
+        "status": e.status,
+        "attempts": e.attempts,
+        "provider_id": e.provider_id,
+        "error_code": e.error_code,
+        "error": e.error,
+        "sent_at": utc_text(e.sent_at),
+    }
+
+
+def rendered(composer: Composer, enrollment: Enrollment, e: TimelineEntry) -> dict[str, str]:
+    """The text (and subject) a timeline row sends, as the dispatcher composes it."""
+    message = composer.render(
+        e.channel,
+        Recipient.of(enrollment),
+        template=e.template,
+        milestone=e.milestone,
+        occurrence=e.occurrence,
+        day=composer.due_day(e.due_at, enrollment.timezone),
+    )
+    result = {"text": message.text}
+    if e.channel == "email":
+        result["subject"] = message.subject
+    return result
+
+
+@app.command()
+def timeline(
+    ctx: typer.Context,
+    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    as_json: JsonOpt = False,
+    render: Annotated[bool, typer.Option("--render", help="Show each message's text.")] = False,
+) -> None:
+    """Every reminder of one patient: milestone, channel, local and UTC time, status, attempts."""
+    application = make_app(ctx)
+    with errors():
+        with application.store.read() as tx:
+            enrollment = tx.views.enrollment(patient)
+            entries = tx.views.timeline(patient)
+        zone = ZoneInfo(enrollment.timezone)
+        composer = application.config.composer if render else None
+        if as_json:
+            rows = [entry_json(e, zone) for e in entries]
+            if composer is not None:
+                for row, e in zip(rows, entries, strict=True):
+                    row["message"] = rendered(composer, enrollment, e)
+            out.print_json(json.dumps(rows))
+            return
+        table = Table(
+            title=f"{enrollment.patient_id} {enrollment.first_name} {enrollment.last_name}: "
+            f"{enrollment.protocol}, surgery {enrollment.surgery_date}, {enrollment.timezone}, "
+            f"{enrollment.status}"
+        )
+        for column in (
+            "milestone",
+            "#",
+            "channel",
+            f"local ({enrollment.timezone})",
+            "UTC",
+            "status",
+            "attempts",
+            "detail",
+        ):
+            table.add_column(column)
+        for e in entries:
+            detail = e.error_code or e.error or e.provider_id or ""
+            table.add_row(
+                e.milestone,
+                str(e.occurrence),
+                e.channel,
+                e.due_at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"),
+                e.due_at.strftime("%Y-%m-%d %H:%M"),
+                styled(e.status),
+                str(e.attempts),
+                escape(detail),
+            )
+        out.print(table)
+        if composer is not None:
+            for e in entries:
+                message = rendered(composer, enrollment, e)
+                out.rule(f"{e.milestone} #{e.occurrence} {e.channel}")
+                if message.get("subject"):
+                    out.print(f"Subject: {escape(message['subject'])}")
+                out.print(escape(message["text"]))
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Counts of patients and reminders by status, the next due time, what needs a coordinator."""
+    application = make_app(ctx)
+    with errors(), application.store.read() as tx:
+        summary = tx.views.summary()
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "patients": summary.patients,
+                    "reminders": summary.reminders,
+                    "next_due": utc_text(summary.next_due),
+                    "opted_out": summary.opted_out,
+                    "failures": [entry_json(f, ZoneInfo("UTC")) for f in summary.failures],
+                }
+            )
+        )
+        return
+    table = Table(title="Patients and reminders")
+    table.add_column("what")
+    table.add_column("status")
+    table.add_column("count", justify="right")
+    for state, n in sorted(summary.patients.items()):
+        table.add_row("patients", state, str(n))
+    for state, n in sorted(summary.reminders.items()):
+        table.add_row("reminders", styled(state), str(n))
+    for channel, n in sorted(summary.opted_out.items()):
+        table.add_row("opted out", channel, str(n))
+    out.print(table)
+    out.print(
+        f"next due: {summary.next_due:%Y-%m-%d %H:%M UTC}"
+        if summary.next_due
+        else "next due: nothing planned"
+    )
+    if summary.failures:
+        failures = Table(title="Needs a coordinator (recent failures)")
+        for column in ("patient", "milestone", "channel", "code", "error"):
+            failures.add_column(column)
+        for f in summary.failures:
+            failures.add_row(
+                f.patient_id,
+                f"{f.milestone} #{f.occurrence}",
+                f.channel,
+                f.error_code or "",
+                escape(f.error or ""),
+            )
+        out.print(failures)

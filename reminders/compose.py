@@ -1,0 +1,300 @@
+"""The render stage: a recipient and a milestone occurrence become the exact message.
+
+Dispatch, ``preview``, ``timeline --render``, ``validate`` and the demo all compose
+through :class:`Composer`, so what a coordinator previews is what a patient receives
+(as httpx builds a request once, then hands it to a transport).
+
+The text depends on the *due* day, not the send day, so a retry or a late send says the
+same as the first try, and reconciliation can match the text a provider holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from reminders.channels.base import Message
+from reminders.errors import TemplateError
+from reminders.models import Clinic, Milestone, Patient, Schedules
+from reminders.sms import MAX_SEGMENTS, SegmentCount, count_segments
+from reminders.store.outbox import Claimed
+from reminders.store.schema import Enrollment
+from reminders.templates import Rendered, Templates
+from reminders.tokens import sign
+
+#: First name used to check SMS length: long enough to leave headroom for most patients.
+SAMPLE_FIRST_NAME: Final = "Christopher"
+#: Message-ID domain when no sender address gives one.
+DEFAULT_DOMAIN: Final = "recovery-reminders.invalid"
+#: Surgery date of the sample messages ``validate`` renders.
+SAMPLE_SURGERY: Final = date(2026, 1, 5)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Who a message is for: what the templates may say about the patient."""
+
+    #: Patient id (the console's dry run shows it; never sent to a provider).
+    patient_id: str
+    #: Used in greetings.
+    first_name: str
+    #: Optional.
+    last_name: str
+    #: Template language.
+    language: str
+    #: IANA zone: the due day and local send time are read in it.
+    timezone: str
+    #: The protocol's anchor date.
+    surgery_date: date
+
+    @classmethod
+    def of_patient(cls, patient: Patient) -> Recipient:
+        """The recipient of a validated patients-file record."""
+        return cls(
+            patient.id,
+            patient.first_name,
+            patient.last_name,
+            patient.language,
+            patient.timezone,
+            patient.surgery_date,
+        )
+
+    @classmethod
+    def of(cls, who: Claimed | Enrollment) -> Recipient:
+        """The recipient of a claimed reminder or a stored enrollment."""
+        return cls(
+            patient_id=who.patient_id,
+            first_name=who.first_name,
+            last_name=who.last_name,
+            language=who.language,
+            timezone=who.timezone,
+            surgery_date=who.surgery_date,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """How to build one-click unsubscribe links for email."""
+
+    #: Public base URL of the service.
+    public_url: str
+    #: HMAC key (REMINDERS_SECRET_KEY).
+    secret: str
+
+    def url(self, reminder_id: int) -> str:
+        """The signed unsubscribe URL that comes with email reminder ``reminder_id``."""
+        return f"{self.public_url}/unsubscribe/{sign(self.secret, reminder_id)}"
+
+
+def message_context(
+    clinic: Clinic,
+    recipient: Recipient,
+    *,
+    milestone: str,
+    occurrence: int,
+    day: date,
+    unsubscribe_url: str | None = None,
+) -> dict[str, Any]:
+    """The variables every template may use (documented in the README)."""
+    days = (day - recipient.surgery_date).days
+    return {
+        "patient": {"first_name": recipient.first_name, "last_name": recipient.last_name},
+        "clinic": {
+            "name": clinic.name,
+            "short_name": clinic.short_name,
+            "phone": clinic.phone_display,
+        },
+        "milestone": {"id": milestone},
+        "occurrence": occurrence,
+        "days_since_surgery": days,
+        "weeks_since_surgery": days // 7,
+        "surgery_date": recipient.surgery_date.isoformat(),
+        "unsubscribe_url": unsubscribe_url,
+    }
+
+
+class Composer:
+    """Renders messages from one configuration (schedules + templates)."""
+
+    def __init__(
+        self,
+        schedules: Schedules,
+        templates: Templates,
+        *,
+        unsubscribe: Unsubscribe | None = None,
+        message_domain: str = DEFAULT_DOMAIN,
+    ) -> None:
+        #: The validated schedules.yaml.
+        self.schedules = schedules
+        #: The template set.
+        self.templates = templates
+        #: One-click unsubscribe links, when a public URL and a secret key are set.
+        self.unsubscribe = unsubscribe
+        #: Domain of Message-IDs.
+        self.message_domain = message_domain
+        self._zones: dict[str, ZoneInfo] = {}
+
+    def zone(self, name: str) -> ZoneInfo:
+        """The IANA zone ``name``, loaded once."""
+        zone = self._zones.get(name)
+        if zone is None:
+            zone = self._zones[name] = ZoneInfo(name)
+        return zone
+
+    def render(
+        self,
+        channel: str,
+        recipient: Recipient,
+        *,
+        template: str,
+        milestone: str,
+        occurrence: int,
+        day: date,
+        unsubscribe_url: str | None = None,
+    ) -> Rendered:
+        """The rendered text (and subject and HTML for email); raises TemplateError."""
+        context = message_context(
+            self.schedules.clinic,
+            recipient,
+            milestone=milestone,
+            occurrence=occurrence,
+            day=day,
+            unsubscribe_url=unsubscribe_url if channel == "email" else None,
+        )
+        return self.templates.render(channel, recipient.language, template, context)
+
+    def due_day(self, due_at: datetime, timezone: str) -> date:
+        """The patient's local date of a due time: the day the message speaks of."""
+        return due_at.astimezone(self.zone(timezone)).date()
+
+    def message(self, r: Claimed, now: datetime) -> Message:
+        """The exact message claimed reminder ``r`` sends at ``now``; raises TemplateError."""
+        assert r.address is not None  # noqa: S101  # the dispatcher checked
+        zone = self.zone(r.timezone)
+        unsubscribe = (
+            self.unsubscribe.url(r.id) if self.unsubscribe and r.channel == "email" else None
+        )
+        rendered = self.render(
+            r.channel,
+            Recipient.of(r),
+            template=r.template,
+            milestone=r.milestone,
+            occurrence=r.occurrence,
+            day=self.due_day(r.due_at, r.timezone),
+            unsubscribe_url=unsubscribe,
+        )
+        return Message(
+            reminder_id=r.id,
+            channel=r.channel,
+            to=r.address,
+            text=rendered.text,
+            subject=rendered.subject,
+            html=rendered.html,
+            message_id=f"<reminder.{r.id}.{r.milestone}.{r.occurrence}@{self.message_domain}>",
+            expires_at=r.expires_at,
+            patient_id=r.patient_id,
+            local_time=now.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"),
+            unsubscribe_url=unsubscribe,
+        )
+
+    def first_day(self, recipient: Recipient, milestone: Milestone) -> date:
+        """The local date of a milestone's first occurrence for ``recipient``."""
+        return recipient.surgery_date + timedelta(days=milestone.offset_days)
+
+    # -- checking every template -----------------------------------------------------------
+
+    def check(self) -> tuple[list[TemplateError], list[SmsCheck]]:
+        """Render every template for every language and channel with sample data.
+
+        Returns the errors (missing files, syntax, unknown variables, SMS over the
+        segment limit) and the segment count of every SMS template.
+        """
+        errors: dict[str, TemplateError] = {}
+        checks: dict[tuple[str, str], SmsCheck] = {}
+        for language, channel, milestone in self._every_message():
+            sample = Recipient(
+                "P-SAMPLE", SAMPLE_FIRST_NAME, "Sample", language, "UTC", SAMPLE_SURGERY
+            )
+            try:
+                rendered = self.render(
+                    channel,
+                    sample,
+                    template=milestone.template,
+                    milestone=milestone.id,
+                    occurrence=1,
+                    day=SAMPLE_SURGERY,
+                    unsubscribe_url="https://clinic.example.com/unsubscribe/sample-token",
+                )
+            except TemplateError as exc:
+                errors.setdefault(str(exc), exc)
+                continue
+            if channel != "sms":
+                continue
+            count = count_segments(rendered.text)
+            checks.setdefault(
+                (language, milestone.template), SmsCheck(language, milestone.template, count)
+            )
+            if count.segments > MAX_SEGMENTS:
+                file = str(self.templates.directory / language / f"{milestone.template}.sms.j2")
+                error = TemplateError(
+                    file,
+                    f"renders to {count.segments} SMS segments ({count.units} {count.encoding} "
+                    f"units); the limit is {MAX_SEGMENTS}",
+                )
+                errors.setdefault(str(error), error)
+        return list(errors.values()), list(checks.values())
+
+    def long_sms(self, patients: list[Patient]) -> Iterator[str]:
+        """Every patient whose own name pushes an SMS past the segment limit.
+
+        A name with a character outside GSM-7 (``Zoë``) switches the whole SMS to UCS-2.
+        """
+        seen: set[tuple[str, str, str]] = set()
+        for patient in patients:
+            if "sms" not in patient.channels:
+                continue
+            recipient = Recipient.of_patient(patient)
+            for milestone in self.schedules.protocols[patient.protocol].milestones:
+                key = (patient.first_name, patient.language, milestone.template)
+                if "sms" not in milestone.channels or key in seen:
+                    continue
+                seen.add(key)
+                try:
+                    text = self.render(
+                        "sms",
+                        recipient,
+                        template=milestone.template,
+                        milestone=milestone.id,
+                        occurrence=1,
+                        day=patient.surgery_date,
+                    ).text
+                except TemplateError:
+                    continue  # already reported by the template check
+                count = count_segments(text)
+                if count.segments > MAX_SEGMENTS:
+                    yield (
+                        f"patient id={patient.id}: first_name: the {milestone.template} SMS "
+                        f"renders to {count.segments} segments ({count.encoding}) with this name"
+                    )
+
+    def _every_message(self) -> Iterator[tuple[str, str, Milestone]]:
+        for protocol in self.schedules.protocols.values():
+            for milestone in protocol.milestones:
+                for language in self.schedules.languages:
+                    for channel in milestone.channels:
+                        yield language, channel, milestone
+
+
+@dataclass(frozen=True, slots=True)
+class SmsCheck:
+    """The segment count of one SMS template, rendered with sample data."""
+
+    #: Language.
+    language: str
+    #: Template name.
+    template: str
+    #: Segment arithmetic.
+    count: SegmentCount

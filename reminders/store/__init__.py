@@ -1,0 +1,56 @@
+"""The store: every table, every query and every transaction of the project.
+
+Nothing else in the package builds SQL. One module per concern, as River keeps one
+query file per table and procrastinate keeps its connector apart from its job manager:
+
+==================  ==========================================================
+``schema``          the tables (SQLModel) and the aware-UTC datetime column type
+``engine``          :class:`Store`: engine, dialect set-up, read/write transactions
+``enrollments``     the sync's queries: enrollments, bulk plan, re-plan, cancel
+``outbox``          claim with a lease, expire, give back, settle, status callbacks
+``attempts``        delivery attempts and their in-doubt resolution
+``contacts``        opt-outs and inbound texts
+``views``           what people read: timeline, summary, gauges, audit trail
+``manager``         :class:`OutboxManager`: what the dispatcher needs, a transaction a call
+==================  ==========================================================
+
+Bulk work (a sync of 100,000 patients, batch claims) goes through SQLAlchemy Core with
+``executemany``; the read side goes through SQLModel.
+"""
+
+from reminders.store.engine import Store, Transaction, default_database_url
+from reminders.store.enrollments import PlanSlot, ReminderKey, StoredEnrollment, StoredReminder
+from reminders.store.manager import OutboxManager, audit_record
+from reminders.store.outbox import Claimed
+from reminders.store.schema import (
+    Attempt,
+    AuditEvent,
+    Enrollment,
+    InboundMessage,
+    OptOut,
+    Reminder,
+    UTCDateTime,
+)
+from reminders.store.views import StatusSummary, TimelineEntry
+
+__all__ = [
+    "Attempt",
+    "AuditEvent",
+    "Claimed",
+    "Enrollment",
+    "InboundMessage",
+    "OptOut",
+    "OutboxManager",
+    "PlanSlot",
+    "Reminder",
+    "ReminderKey",
+    "StatusSummary",
+    "Store",
+    "StoredEnrollment",
+    "StoredReminder",
+    "TimelineEntry",
+    "Transaction",
+    "UTCDateTime",
+    "audit_record",
+    "default_database_url",
+]

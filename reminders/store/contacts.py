@@ -1,0 +1,118 @@
+"""Opt-outs and inbound texts: what patients told the clinic's number and links."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from reminders.lifecycle import ReminderStatus
+from reminders.store.schema import ENROLLMENTS, IN_CHUNK, INBOUND, OPT_OUTS, REMINDERS, chunks
+
+
+class ContactQueries:
+    """Opt-outs and inbound texts, inside one transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def opted_out(self, channel: str, addresses: Iterable[str]) -> set[str]:
+        """Which of ``addresses`` are opted out of ``channel``."""
+        wanted = sorted(set(addresses))
+        result: set[str] = set()
+        for chunk in chunks(wanted, IN_CHUNK):
+            rows = self.conn.execute(
+                sa.select(OPT_OUTS.c.address).where(
+                    OPT_OUTS.c.channel == channel,
+                    OPT_OUTS.c.address.in_(chunk),
+                    OPT_OUTS.c.opted_out,
+                )
+            )
+            result.update(r.address for r in rows)
+        return result
+
+    def opt_out(
+        self, channel: str, address: str, now: datetime, *, source: str, opted_out: bool = True
+    ) -> int:
+        """Record that ``address`` opted out of (or back into) ``channel``.
+
+        Opting out suppresses that address's pending reminders on the channel;
+        opting back in returns its suppressed, unexpired reminders to ``planned``.
+        Returns how many reminders changed.
+        """
+        o = OPT_OUTS.c
+        changed = self.conn.execute(
+            OPT_OUTS.update()
+            .where(o.channel == channel, o.address == address)
+            .values(opted_out=opted_out, source=source, changed_at=now)
+        ).rowcount
+        if not changed:
+            self.conn.execute(
+                OPT_OUTS.insert().values(
+                    channel=channel,
+                    address=address,
+                    opted_out=opted_out,
+                    source=source,
+                    changed_at=now,
+                )
+            )
+        e, r = ENROLLMENTS.c, REMINDERS.c
+        column = e.phone if channel == "sms" else e.email
+        patients = sa.select(e.patient_id).where(column == address)
+        if opted_out:
+            stmt = (
+                REMINDERS.update()
+                .where(r.status == ReminderStatus.PLANNED)
+                .values(status=ReminderStatus.SUPPRESSED, updated_at=now)
+            )
+        else:
+            # Future reminders resume; those that fell due while opted out stay suppressed.
+            stmt = (
+                REMINDERS.update()
+                .where(r.status == ReminderStatus.SUPPRESSED, r.due_at > now)
+                .values(status=ReminderStatus.PLANNED, updated_at=now)
+            )
+        return self.conn.execute(
+            stmt.where(r.channel == channel, r.patient_id.in_(patients))
+        ).rowcount
+
+    def patients_with(self, channel: str, address: str) -> list[str]:
+        """Ids of enrollments reached at ``address`` on ``channel``."""
+        column = ENROLLMENTS.c.phone if channel == "sms" else ENROLLMENTS.c.email
+        rows = self.conn.execute(
+            sa.select(ENROLLMENTS.c.patient_id)
+            .where(column == address)
+            .order_by(ENROLLMENTS.c.patient_id)
+        )
+        return [row.patient_id for row in rows]
+
+    def record_inbound(
+        self, sender: str, body: str, kind: str, now: datetime, *, provider_id: str | None
+    ) -> tuple[int, list[str]] | None:
+        """Store an inbound text; returns (id, patient ids), or None for a duplicate delivery."""
+        if provider_id is not None:
+            seen = self.conn.execute(
+                sa.select(INBOUND.c.id).where(INBOUND.c.provider_id == provider_id)
+            ).first()
+            if seen is not None:
+                return None
+        patients = self.patients_with("sms", sender)
+        result = self.conn.execute(
+            INBOUND.insert().values(
+                at=now,
+                sender=sender,
+                body=body,
+                kind=kind,
+                provider_id=provider_id,
+                patient_ids=",".join(patients),
+            )
+        )
+        key = result.inserted_primary_key
+        assert key is not None  # noqa: S101  # an INSERT always yields a key here
+        return int(key[0]), patients
+
+    def mark_forwarded(self, inbound_id: int) -> None:
+        """Note that an inbound text reached the coordinator."""
+        self.conn.execute(INBOUND.update().where(INBOUND.c.id == inbound_id).values(forwarded=True))

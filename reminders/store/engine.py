@@ -1,0 +1,194 @@
+"""The connection to the database: engine, dialect set-up and transactions.
+
+This module knows nothing of reminders (as procrastinate's connector knows nothing of
+jobs). SQLite runs in WAL mode with a busy timeout, and write transactions start with
+``BEGIN IMMEDIATE`` so two writers queue on the lock instead of failing half-way.
+
+A :class:`Transaction` hands out the queries of each aggregate, one module each:
+``tx.enrollments`` (sync), ``tx.outbox`` (claim, expire, leases), ``tx.attempts``,
+``tx.contacts`` (opt-outs, inbound texts), ``tx.views`` (timeline, summary, gauges),
+and appends audit records with :meth:`Transaction.audit`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from reminders.errors import StoreError
+from reminders.store.attempts import AttemptQueries
+from reminders.store.contacts import ContactQueries
+from reminders.store.enrollments import EnrollmentQueries
+from reminders.store.outbox import OutboxQueries
+from reminders.store.schema import AUDIT, CHUNK, chunks
+from reminders.store.views import ViewQueries
+
+#: SQLite page cache per connection, and while a sync runs (KiB).
+_CACHE_KIB: Final = 2048
+_BULK_CACHE_KIB: Final = 65536
+#: pg_advisory_xact_lock key of the sync ("sync" in ASCII).
+_SYNC_LOCK: Final = 0x73796E63
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Autocommit at the driver level: SQLAlchemy's "begin" hook below issues BEGIN itself,
+    # so write transactions can take the lock up front (BEGIN IMMEDIATE).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # 2 MiB of page cache per connection (one per worker thread); a sync raises its
+    # own connection's to 64 MiB while it updates million-row indexes (bulk_begin).
+    cursor.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    mode = "IMMEDIATE" if conn.get_execution_options().get("write") else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def default_database_url(config_dir: Path) -> str:
+    """``sqlite:///<config_dir>/reminders.db``."""
+    return f"sqlite:///{(config_dir / 'reminders.db').resolve()}"
+
+
+class Store:
+    """One database: SQLite by default, PostgreSQL for several instances."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        #: SQLAlchemy URL (secrets in it are never printed; see :meth:`safe_url`).
+        self.url = url
+        try:
+            self.engine: Engine = sa.create_engine(url, future=True)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise StoreError(f"cannot use database {self.safe_url}: {exc}") from None
+        #: ``sqlite`` or ``postgresql``.
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", _sqlite_begin)
+        if migrate:
+            from reminders import migrate as migrations  # noqa: PLC0415  # they import this package
+
+            try:
+                migrations.upgrade(self.engine)
+            except sa.exc.OperationalError as exc:
+                raise StoreError(f"cannot open database {self.safe_url}: {exc.orig}") from None
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden."""
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Transaction]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
+        with self.engine.connect().execution_options(write=True) as conn, conn.begin():
+            yield Transaction(conn)
+
+    @contextmanager
+    def read(self) -> Iterator[Transaction]:
+        """A read-only transaction."""
+        with self.engine.connect() as conn, conn.begin():
+            yield Transaction(conn)
+
+    def checkpoint(self) -> None:
+        """Fold SQLite's write-ahead log back into the database file (no-op elsewhere)."""
+        if self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def ping(self) -> None:
+        """Raise StoreError unless the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"database {self.safe_url} is unreachable: {exc}") from None
+
+
+class Transaction:
+    """One transaction, and the queries of each aggregate inside it."""
+
+    def __init__(self, conn: Connection) -> None:
+        #: The connection the transaction runs on.
+        self.conn = conn
+
+    @cached_property
+    def enrollments(self) -> EnrollmentQueries:
+        """Enrollments and the sync's bulk writes of reminders."""
+        return EnrollmentQueries(self.conn)
+
+    @cached_property
+    def outbox(self) -> OutboxQueries:
+        """Claims, leases, expiry and status changes of reminders."""
+        return OutboxQueries(self.conn)
+
+    @cached_property
+    def attempts(self) -> AttemptQueries:
+        """Delivery attempts."""
+        return AttemptQueries(self.conn)
+
+    @cached_property
+    def contacts(self) -> ContactQueries:
+        """Opt-outs and inbound texts."""
+        return ContactQueries(self.conn)
+
+    @cached_property
+    def views(self) -> ViewQueries:
+        """What people read: enrollments, timelines, summaries, gauges, the audit trail."""
+        return ViewQueries(self.conn)
+
+    def audit(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Append audit events: dicts with ``at``, ``kind`` and optional ids and ``detail``."""
+        rows = [
+            {
+                "at": e["at"],
+                "kind": e["kind"],
+                "patient_id": e.get("patient_id"),
+                "reminder_id": e.get("reminder_id"),
+                "detail": json.dumps(e.get("detail", {}), sort_keys=True, default=str),
+            }
+            for e in events
+        ]
+        for chunk in chunks(rows, CHUNK):
+            self.conn.execute(AUDIT.insert(), list(chunk))
+
+    # -- bulk work ------------------------------------------------------------------------
+
+    def lock_sync(self) -> None:
+        """Serialise syncs across instances (PostgreSQL advisory lock; SQLite's write lock does it).
+
+        On SQLite it also gives this connection a large page cache for the bulk work;
+        :meth:`end_sync` gives the memory back.
+        """
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SYNC_LOCK})
+        else:
+            self.conn.exec_driver_sql(f"PRAGMA cache_size=-{_BULK_CACHE_KIB}")
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics after a bulk load (PostgreSQL; autovacuum may lag or be off)."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(sa.text("ANALYZE reminders"))
+            self.conn.execute(sa.text("ANALYZE enrollments"))
+
+    def end_sync(self) -> None:
+        """Return the bulk page cache (SQLite) so an idle service stays small."""
+        if self.conn.dialect.name == "sqlite":
+            self.conn.exec_driver_sql(f"PRAGMA cache_size=-{_CACHE_KIB}")
+            self.conn.exec_driver_sql("PRAGMA shrink_memory")

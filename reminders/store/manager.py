@@ -1,0 +1,108 @@
+"""What the dispatcher needs of the store, one transaction per method.
+
+The dispatcher speaks only to this manager (as procrastinate's worker speaks only to its
+job manager); every decision it makes about a claimed reminder is one
+:class:`~reminders.lifecycle.Transition`, applied by :meth:`OutboxManager.settle` in one
+transaction together with the attempt's outcome, any opt-out and the audit record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from reminders.lifecycle import Transition
+from reminders.store.engine import Store
+from reminders.store.outbox import Claimed
+
+
+def audit_record(now: datetime, r: Claimed, kind: str, detail: Mapping[str, Any]) -> dict[str, Any]:
+    """An audit event about claimed reminder ``r``: ids, milestone and channel, never contact details."""
+    return {
+        "at": now,
+        "kind": kind,
+        "patient_id": r.patient_id,
+        "reminder_id": r.id,
+        "detail": {
+            "milestone": r.milestone,
+            "occurrence": r.occurrence,
+            "channel": r.channel,
+            **detail,
+        },
+    }
+
+
+class OutboxManager:
+    """The outbox as the dispatcher uses it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def prepare(self, now: datetime) -> list[int]:
+        """Recover lapsed leases and expire what is overdue; returns the expired ids.
+
+        Lapsed leases first: an attempt a dead process left in flight becomes in doubt,
+        and in-doubt reminders are reconciled rather than expired.
+        """
+        with self.store.write() as tx:
+            tx.outbox.recover_expired_leases(now)
+            expired = tx.outbox.expire_overdue(now)
+            tx.audit({"at": now, "kind": "reminder.expired", "reminder_id": rid} for rid in expired)
+        return expired
+
+    def claim(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int, channels: Sequence[str]
+    ) -> tuple[list[Claimed], dict[str, set[str]]]:
+        """Lease a batch of due reminders; also returns which of their addresses opted out."""
+        with self.store.write() as tx:
+            claimed = tx.outbox.claim_due(now, owner, lease_until, limit)
+            opted = {
+                channel: tx.contacts.opted_out(
+                    channel, (c.address for c in claimed if c.channel == channel and c.address)
+                )
+                for channel in channels
+            }
+        return claimed, opted
+
+    def begin_attempt(
+        self, r: Claimed, number: int, owner: str, now: datetime, body_digest: str
+    ) -> int:
+        """Commit an attempt before the provider is called; returns its id."""
+        with self.store.write() as tx:
+            return tx.attempts.begin(r.id, number, owner, now, body_digest=body_digest)
+
+    def settle(
+        self, r: Claimed, t: Transition, now: datetime, *, attempt_id: int | None = None
+    ) -> None:
+        """Apply one transition: the attempt's outcome, in-doubt resolutions, the reminder's
+        new status, an opt-out and the audit record, in one transaction."""
+        with self.store.write() as tx:
+            if attempt_id is not None and t.attempt is not None:
+                tx.attempts.finish(
+                    attempt_id,
+                    t.attempt,
+                    now,
+                    provider_id=t.provider_id,
+                    error_code=t.error_code,
+                    error=t.error,
+                )
+            if t.resolve is not None:
+                tx.attempts.resolve_in_doubt(r.id, t.resolve, now, provider_id=t.provider_id)
+            tx.outbox.settle(r.id, t, now)
+            if t.opt_out and r.address:
+                tx.contacts.opt_out(r.channel, r.address, now, source=f"provider {t.error_code}")
+            if t.event is not None:
+                tx.audit([audit_record(now, r, t.event.kind, t.event.detail)])
+
+    def release_owner(self, owner: str, now: datetime) -> int:
+        """Give back ``owner``'s leases that have no attempt in flight (on shutdown)."""
+        with self.store.write() as tx:
+            return tx.outbox.release_owner(owner, now)
+
+    def complete(self, now: datetime) -> list[str]:
+        """Mark enrollments with nothing left to send ``completed`` (a scan: housekeeping)."""
+        with self.store.write() as tx:
+            done = tx.enrollments.complete_finished(now)
+            tx.audit({"at": now, "kind": "enrollment.completed", "patient_id": pid} for pid in done)
+        return done

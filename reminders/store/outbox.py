@@ -1,0 +1,318 @@
+"""The outbox's own queries: expire, claim with a lease, give back, settle, status callbacks.
+
+Claims lock rows with ``FOR UPDATE SKIP LOCKED`` where the database has it
+(PostgreSQL), so concurrent dispatchers never claim the same row; on SQLite the write
+transaction's lock does the same job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from reminders.lifecycle import (
+    ACCEPTED,
+    PENDING,
+    AttemptOutcome,
+    ReminderStatus,
+    Transition,
+    callback_status,
+)
+from reminders.store.attempts import AttemptQueries
+from reminders.store.schema import (
+    ENROLLMENTS,
+    IN_CHUNK,
+    REMINDERS,
+    active,
+    chunks,
+    in_doubt_ids,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A reminder leased to one dispatcher, with what it needs to render and address it."""
+
+    #: Row id.
+    id: int
+    #: Patient id.
+    patient_id: str
+    #: Protocol id.
+    protocol: str
+    #: Milestone id.
+    milestone: str
+    #: Occurrence number.
+    occurrence: int
+    #: ``sms`` or ``email``.
+    channel: str
+    #: Template name.
+    template: str
+    #: Planned due time.
+    due_at: datetime
+    #: Never send after this.
+    expires_at: datetime
+    #: Attempts made before this one.
+    attempts: int
+    #: Patient's first name.
+    first_name: str
+    #: Patient's last name.
+    last_name: str
+    #: E.164 or email address for the channel.
+    address: str | None
+    #: Anchor date.
+    surgery_date: date
+    #: IANA zone.
+    timezone: str
+    #: Template language.
+    language: str
+    #: Start of the earliest attempt that may have reached the provider, unresolved.
+    in_doubt_since: datetime | None = None
+    #: Digests of the texts those in-doubt attempts sent.
+    in_doubt_digests: frozenset[str] = frozenset()
+
+
+class OutboxQueries:
+    """Reminders as the dispatcher and the webhooks see them, inside one transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def expire_overdue(self, now: datetime) -> list[int]:
+        """Mark pending reminders past their expiry ``expired``; returns their ids."""
+        c = REMINDERS.c
+        # A reminder with an in-doubt attempt may already have been delivered: it is
+        # reconciled (claim_due offers it past expiry), never just marked expired.
+        ids = [
+            r.id
+            for r in self.conn.execute(
+                # status = 'planned' (not IN): only the equality matches the partial due index.
+                sa.select(c.id).where(
+                    c.status == ReminderStatus.PLANNED,
+                    c.not_before <= now,
+                    c.expires_at <= now,
+                    c.id.not_in(in_doubt_ids()),
+                )
+            )
+        ]
+        for chunk in chunks(ids, IN_CHUNK):
+            self.conn.execute(
+                REMINDERS.update()
+                .where(c.id.in_(chunk), c.status.in_(PENDING))
+                .values(status=ReminderStatus.EXPIRED, updated_at=now)
+            )
+        return ids
+
+    def claim_due(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` due reminders of active patients to ``owner``."""
+        r, e = REMINDERS.c, ENROLLMENTS.c
+        due = (
+            sa.select(r.id)
+            .join(ENROLLMENTS, e.patient_id == r.patient_id)
+            .where(r.status == ReminderStatus.PLANNED, r.not_before <= now, active(self.conn))
+            .order_by(r.not_before, r.id)
+            .limit(limit)
+            .with_for_update(of=REMINDERS, skip_locked=True)
+        )
+        ids = [row.id for row in self.conn.execute(due.where(r.expires_at > now))]
+        if len(ids) < limit:
+            # Past expiry but in doubt: offered once more, to be reconciled and never resent.
+            doubtful = due.where(r.expires_at <= now, r.id.in_(in_doubt_ids()))
+            ids += [row.id for row in self.conn.execute(doubtful.limit(limit - len(ids)))]
+        if not ids:
+            return []
+        self.conn.execute(
+            REMINDERS.update()
+            .where(r.id.in_(ids))
+            .values(
+                status=ReminderStatus.SENDING,
+                lease_owner=owner,
+                lease_until=lease_until,
+                updated_at=now,
+            )
+        )
+        doubt = AttemptQueries(self.conn).in_doubt(ids)
+        rows = self.conn.execute(
+            sa.select(
+                r.id,
+                r.patient_id,
+                r.protocol,
+                r.milestone,
+                r.occurrence,
+                r.channel,
+                r.template,
+                r.due_at,
+                r.expires_at,
+                r.attempts,
+                e.first_name,
+                e.last_name,
+                e.phone,
+                e.email,
+                e.surgery_date,
+                e.timezone,
+                e.language,
+            )
+            .join(ENROLLMENTS, e.patient_id == r.patient_id)
+            .where(r.id.in_(ids))
+            .order_by(r.not_before, r.id)
+        )
+        return [
+            Claimed(
+                id=row.id,
+                patient_id=row.patient_id,
+                protocol=row.protocol,
+                milestone=row.milestone,
+                occurrence=row.occurrence,
+                channel=row.channel,
+                template=row.template,
+                due_at=row.due_at,
+                expires_at=row.expires_at,
+                attempts=row.attempts,
+                first_name=row.first_name,
+                last_name=row.last_name,
+                address=row.phone if row.channel == "sms" else row.email,
+                surgery_date=row.surgery_date,
+                timezone=row.timezone,
+                language=row.language,
+                in_doubt_since=doubt[row.id][0] if row.id in doubt else None,
+                in_doubt_digests=doubt[row.id][1] if row.id in doubt else frozenset(),
+            )
+            for row in rows
+        ]
+
+    def settle(self, reminder_id: int, t: Transition, now: datetime) -> None:
+        """Move a leased reminder as ``t`` says and give up the lease (no-op for ``status`` None).
+
+        Only a reminder still ``sending`` changes: a status callback that arrived while
+        the provider call was in flight has already recorded the send, and wins.
+        """
+        if t.status is None:
+            return
+        values: dict[str, Any] = {
+            "status": t.status,
+            "updated_at": now,
+            "lease_owner": None,
+            "lease_until": None,
+        }
+        if t.status in ACCEPTED:
+            values.update(sent_at=now, error=None, error_code=None, provider_id=t.provider_id)
+        else:
+            if t.error is not None or t.attempt is not None:
+                values["error"] = t.error
+            if t.error_code is not None or t.attempt is not None:
+                values["error_code"] = t.error_code
+        if t.not_before is not None:
+            values["not_before"] = t.not_before
+        self.conn.execute(
+            REMINDERS.update()
+            .where(REMINDERS.c.id == reminder_id, REMINDERS.c.status == ReminderStatus.SENDING)
+            .values(**values)
+        )
+
+    def release_owner(self, owner: str, now: datetime) -> int:
+        """Give back every lease of ``owner`` that has no attempt in flight; returns how many."""
+        c = REMINDERS.c
+        return self.conn.execute(
+            REMINDERS.update()
+            .where(
+                c.lease_owner == owner,
+                c.status == ReminderStatus.SENDING,
+                c.id.not_in(AttemptQueries(self.conn).in_flight()),
+            )
+            .values(
+                status=ReminderStatus.PLANNED, lease_owner=None, lease_until=None, updated_at=now
+            )
+        ).rowcount
+
+    def recover_expired_leases(self, now: datetime) -> int:
+        """Return lapsed leases to ``planned``; returns how many.
+
+        An attempt still ``pending`` under a lapsed lease means its process died
+        mid-call: the provider may have the message. That attempt is marked
+        ``in_doubt`` so the next claim reconciles it with the provider before any resend.
+        """
+        c = REMINDERS.c
+        lapsed = [
+            row.id
+            for row in self.conn.execute(
+                sa.select(c.id)
+                .where(c.status == ReminderStatus.SENDING, c.lease_until < now)
+                .with_for_update(skip_locked=True)
+            )
+        ]
+        AttemptQueries(self.conn).put_in_doubt(
+            lapsed, now, "lease lapsed with the attempt in flight"
+        )
+        for chunk in chunks(lapsed, IN_CHUNK):
+            self.conn.execute(
+                REMINDERS.update()
+                .where(c.id.in_(chunk), c.status == ReminderStatus.SENDING)
+                .values(
+                    status=ReminderStatus.PLANNED,
+                    lease_owner=None,
+                    lease_until=None,
+                    not_before=now,
+                    updated_at=now,
+                )
+            )
+        return len(lapsed)
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    def apply_status_callback(
+        self,
+        reminder_id: int,
+        message_sid: str,
+        message_status: str,
+        error_code: str | None,
+        now: datetime,
+    ) -> ReminderStatus | None:
+        """Apply a Twilio status callback; returns the new reminder status, or None if ignored.
+
+        Duplicates and callbacks that arrive out of order never move a reminder
+        backwards (``delivered`` is not undone by a late ``sent``); a callback for
+        another message than the one recorded is ignored.
+        """
+        r = REMINDERS.c
+        row = self.conn.execute(
+            sa.select(r.status, r.provider_id, r.channel)
+            .where(r.id == reminder_id)
+            .with_for_update()
+        ).first()
+        if row is None or row.channel != "sms" or row.provider_id not in (None, message_sid):
+            return None
+        status = callback_status(row.status, message_status)
+        if status is None:
+            return None
+        values: dict[str, Any] = {"status": status, "provider_id": message_sid, "updated_at": now}
+        if status == ReminderStatus.FAILED:
+            values.update(error_code=error_code, error=f"Twilio reported {message_status}")
+        if row.status in (ReminderStatus.PLANNED, ReminderStatus.SENDING):
+            values.update(sent_at=now, lease_owner=None, lease_until=None)
+            AttemptQueries(self.conn).resolve_in_doubt(
+                reminder_id,
+                AttemptOutcome.IN_DOUBT_SENT,
+                now,
+                provider_id=message_sid,
+                also_pending=True,
+            )
+        self.conn.execute(REMINDERS.update().where(r.id == reminder_id).values(**values))
+        return status
+
+    def address_of(self, reminder_id: int) -> tuple[str, str] | None:
+        """The channel and current address of a reminder's patient, if both exist."""
+        r, e = REMINDERS.c, ENROLLMENTS.c
+        row = self.conn.execute(
+            sa.select(r.channel, e.phone, e.email)
+            .join(ENROLLMENTS, e.patient_id == r.patient_id)
+            .where(r.id == reminder_id)
+        ).first()
+        if row is None:
+            return None
+        address = row.phone if row.channel == "sms" else row.email
+        return (row.channel, address) if address else None

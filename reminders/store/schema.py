@@ -1,0 +1,216 @@
+"""The tables (SQLModel declarations) and the column type that keeps datetimes aware.
+
+Schema changes ship as Alembic migrations (``reminders/migrations``); a test compares
+these declarations with what the migrations build, so the two never drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from reminders.lifecycle import AttemptOutcome, EnrollmentStatus, ReminderStatus
+
+#: Rows per executemany batch: large enough to amortise, small enough for a progress bar.
+CHUNK: Final = 5_000
+#: Bind parameters per IN (...) list, under SQLite's limit.
+IN_CHUNK: Final = 900
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out; SQLite stores them as naive UTC text."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime reached the store; make it aware at the boundary")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc(**kwargs: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kwargs)
+
+
+def _where_status(status: str) -> sa.TextClause:
+    return sa.text(f"status = '{status}'")
+
+
+class Enrollment(SQLModel, table=True):
+    """One patient on one protocol."""
+
+    __tablename__ = "enrollments"
+
+    patient_id: str = Field(primary_key=True)
+    first_name: str
+    last_name: str = ""
+    phone: str | None = None
+    email: str | None = None
+    surgery_date: date
+    protocol: str
+    timezone: str
+    language: str
+    channels: str  # comma-separated
+    status: str = Field(index=True)
+    attributes: str = "{}"  # JSON object
+    source_hash: str = ""  # digest of the raw record + schedules fingerprint
+    created_at: datetime = _utc()
+    updated_at: datetime = _utc()
+
+
+class Reminder(SQLModel, table=True):
+    """One message to one patient for one milestone occurrence on one channel."""
+
+    __tablename__ = "reminders"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "patient_id", "protocol", "milestone", "occurrence", "channel", name="uq_reminder_key"
+        ),
+        # Only planned rows are claimed, only sending rows hold leases (migration 0002).
+        sa.Index(
+            "ix_reminders_due",
+            "not_before",
+            sqlite_where=_where_status(ReminderStatus.PLANNED),
+            postgresql_where=_where_status(ReminderStatus.PLANNED),
+        ),
+        sa.Index(
+            "ix_reminders_leased",
+            "lease_until",
+            sqlite_where=_where_status(ReminderStatus.SENDING),
+            postgresql_where=_where_status(ReminderStatus.SENDING),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: str
+    protocol: str
+    milestone: str
+    occurrence: int
+    channel: str
+    template: str
+    due_at: datetime = _utc()
+    not_before: datetime = _utc()  # due_at, pushed later by send windows and retries
+    expires_at: datetime = _utc()
+    status: str
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_until: datetime | None = _utc(default=None)
+    provider_id: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    sent_at: datetime | None = _utc(default=None)
+    updated_at: datetime = _utc()
+
+
+class Attempt(SQLModel, table=True):
+    """One try at delivering a reminder, written before the provider is called."""
+
+    __tablename__ = "attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    reminder_id: int = Field(index=True)
+    number: int
+    owner: str
+    started_at: datetime = _utc()
+    finished_at: datetime | None = _utc(default=None)
+    outcome: str = Field(default=AttemptOutcome.PENDING, index=True)  # see AttemptOutcome
+    body_digest: str | None = None  # digest of the exact text sent: reconciliation matches on it
+    provider_id: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+
+class OptOut(SQLModel, table=True):
+    """An address that asked not to be contacted on a channel."""
+
+    __tablename__ = "opt_outs"
+
+    channel: str = Field(primary_key=True)
+    address: str = Field(primary_key=True)
+    opted_out: bool = True
+    source: str = ""
+    changed_at: datetime = _utc()
+
+
+class AuditEvent(SQLModel, table=True):
+    """An append-only record of every send, status change, opt-out and config change."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _utc(index=True)
+    kind: str
+    patient_id: str | None = Field(default=None, index=True)
+    reminder_id: int | None = None
+    detail: str = "{}"  # JSON object; never message bodies or contact details
+
+
+class InboundMessage(SQLModel, table=True):
+    """A text a patient sent to the clinic's number (STOP, START, HELP or free text)."""
+
+    __tablename__ = "inbound_messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _utc(index=True)
+    sender: str  # E.164
+    body: str  # PHI: kept in the database only, never logged
+    kind: str  # stop | start | help | other
+    provider_id: str | None = Field(
+        default=None, unique=True
+    )  # Twilio MessageSid: duplicates ignored
+    patient_ids: str = ""  # comma-separated enrollments with that number
+    forwarded: bool = False
+
+
+_T = SQLModel.metadata.tables
+ENROLLMENTS: Final = _T["enrollments"]
+REMINDERS: Final = _T["reminders"]
+ATTEMPTS: Final = _T["attempts"]
+OPT_OUTS: Final = _T["opt_outs"]
+AUDIT: Final = _T["audit_events"]
+INBOUND: Final = _T["inbound_messages"]
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def aware(value: datetime | str | None) -> datetime | None:
+    """Aggregates (``min``) bypass the column type on SQLite: make them aware UTC here."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def active(conn: sa.Connection) -> sa.ColumnElement[bool]:
+    """``enrollments.status = 'active'`` for a query driven by the reminders' due index.
+
+    Without statistics SQLite would start from the index on enrollments.status and
+    sort every due row of every active patient; the unary ``+`` hides that index so
+    the planner walks ``ix_reminders_due`` in order and stops at the LIMIT.
+    """
+    if conn.dialect.name == "sqlite":
+        return sa.literal_column("+enrollments.status") == EnrollmentStatus.ACTIVE.value
+    return ENROLLMENTS.c.status == EnrollmentStatus.ACTIVE
+
+
+def in_doubt_ids() -> sa.Select[tuple[int]]:
+    """Ids of reminders with an attempt that may have reached the provider."""
+    return sa.select(ATTEMPTS.c.reminder_id).where(ATTEMPTS.c.outcome == AttemptOutcome.IN_DOUBT)
