@@ -18,21 +18,18 @@ dropped (APScheduler's default ``misfire_grace_time`` of 1 s drops late jobs).
     reminders (SMS and email) fall due, and one ``Dispatcher.tick`` (in-memory channels)
     runs ``--outage`` seconds, and again one hour, after their due time.
 
-    .venv/bin/python bench/apscheduler_baseline.py [--postgres] [--patients N] [--drops N]
+    .venv/bin/python -m bench.apscheduler_baseline [--postgres] [--patients N] [--drops N]
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
 from zoneinfo import ZoneInfo
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent

@@ -7,7 +7,7 @@ times one ``with store.write() as tx: tx.outbox.claim_due(now, owner, lease_unti
 due (after the tick's own ``expire_overdue``). The claimed rows go back to ``planned``
 between runs (not timed), so every run claims 100 of the same few hundred.
 
-    .venv/bin/python bench/claim.py [--postgres] [--patients N] [--runs R] [--profile]
+    .venv/bin/python -m bench.claim [--postgres] [--patients N] [--runs R] [--profile]
 """
 
 from __future__ import annotations
@@ -15,12 +15,8 @@ from __future__ import annotations
 import cProfile
 import pstats
 import statistics
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 

@@ -15,7 +15,7 @@ INFO as ``reminders run`` writes them, to /dev/null, the metrics observer attach
    messages per second (wall clock), and the CPU per message minus the CPU the worker
    threads spent inside ``TwilioChannel.send`` (the twilio client, requests, HTTP).
 
-    .venv/bin/python bench/dispatch.py [--postgres] [--patients N] [--profile]
+    .venv/bin/python -m bench.dispatch [--postgres] [--patients N] [--profile]
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import cProfile
 import logging
 import os
 import pstats
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -32,8 +31,6 @@ from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 

@@ -25,7 +25,7 @@ their lateness is reported on its own lines.
 The send window is widened to 00:00-23:59 (the bench milestones' times must fit in it),
 in a time zone where the run does not cross midnight.
 
-    .venv/bin/python bench/lateness.py [--postgres] [--patients N] [--seconds S]
+    .venv/bin/python -m bench.lateness [--postgres] [--patients N] [--seconds S]
                                        [--enrolled E] [--burst B]
 """
 
@@ -36,15 +36,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 import yaml

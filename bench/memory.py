@@ -15,7 +15,7 @@ history leaves due right now (tens of thousands at 100,000 patients), all but
 ``--backlog`` (default 2,000) are marked sent before ``run`` starts, so it starts as a
 running service would restart, with a realistic batch to deliver.
 
-    .venv/bin/python bench/memory.py [--postgres] [--patients N] [--idle S]
+    .venv/bin/python -m bench.memory [--postgres] [--patients N] [--idle S]
 """
 
 from __future__ import annotations
@@ -28,9 +28,6 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 

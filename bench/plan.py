@@ -4,7 +4,7 @@ SPEC section 10: 100,000 patients on the shipped protocol from CSV in <= 15 s; a
 unchanged re-sync in <= 3 s. Times ``sync_patients`` end to end (reading and validating
 the CSV, planning, inserting, committing); creating the empty schema is not timed.
 
-    .venv/bin/python bench/plan.py [--postgres] [--patients N] [--profile]
+    .venv/bin/python -m bench.plan [--postgres] [--patients N] [--profile]
 """
 
 from __future__ import annotations
@@ -12,12 +12,8 @@ from __future__ import annotations
 import cProfile
 import pstats
 import resource
-import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 

@@ -23,25 +23,25 @@ done
 status=0
 run() {
   echo
-  echo "\$ $PY $*"
-  "$PY" "$@" || status=1
+  echo "\$ $PY -m $*"
+  "$PY" -m "$@" || status=1
 }
 
 for db in "${backends[@]}"; do
   if [ "$quick" = 1 ]; then
-    run bench/plan.py $db --patients 5000
-    run bench/claim.py $db --patients 10000 --runs 50
-    run bench/dispatch.py $db --patients 500
-    run bench/lateness.py $db --patients 5 --seconds 15 --enrolled 2000 --burst 50
-    run bench/memory.py $db --patients 5000 --idle 5
-    run bench/apscheduler_baseline.py $db --patients 100 --drops 100 --outage 2
+    run bench.plan $db --patients 5000
+    run bench.claim $db --patients 10000 --runs 50
+    run bench.dispatch $db --patients 500
+    run bench.lateness $db --patients 5 --seconds 15 --enrolled 2000 --burst 50
+    run bench.memory $db --patients 5000 --idle 5
+    run bench.apscheduler_baseline $db --patients 100 --drops 100 --outage 2
   else
-    run bench/plan.py $db
-    run bench/claim.py $db
-    run bench/dispatch.py $db
-    run bench/lateness.py $db --burst 500
-    run bench/memory.py $db
-    run bench/apscheduler_baseline.py $db
+    run bench.plan $db
+    run bench.claim $db
+    run bench.dispatch $db
+    run bench.lateness $db --burst 500
+    run bench.memory $db
+    run bench.apscheduler_baseline $db
   fi
 done
 exit $status

@@ -234,7 +234,7 @@ def diff(
     ]
     plan.audit += [
         {"at": now, "kind": f"enrollment.{kind}", "patient_id": pid, "detail": {}}
-        for kind, ids in (("updated", report.updated), ("paused", report.paused))
+        for kind, ids in (("updated", report.updated), (EnrollmentStatus.PAUSED, report.paused))
         for pid in ids
     ]
     plan.audit += [_withdrawal(now, pid, "status in file") for pid in plan.withdrawn]

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from reminders import logs
 from reminders.app import App
 from reminders.dispatch import TickReport
-from reminders.lifecycle import Outcome
+from reminders.lifecycle import EnrollmentStatus, Outcome
 from reminders.sync import SyncReport, sync_patients
 
 from .root import JsonOpt, NowOpt, PatientsOpt, app, err, errors, make_app, out, parse_now
@@ -65,8 +65,8 @@ def print_sync(report: SyncReport) -> None:
     for label, ids in (
         ("enrolled", report.enrolled),
         ("updated", report.updated),
-        ("paused", report.paused),
-        ("withdrawn", report.withdrawn),
+        (EnrollmentStatus.PAUSED, report.paused),
+        (EnrollmentStatus.WITHDRAWN, report.withdrawn),
     ):
         if ids and len(ids) <= 20:
             out.print(f"  {label}: {', '.join(ids)}")

@@ -12,6 +12,7 @@ query file per table and procrastinate keeps its connector apart from its job ma
 ``contacts``        opt-outs and inbound texts
 ``views``           what people read: timeline, summary, gauges, audit trail
 ``manager``         :class:`OutboxManager`: what the dispatcher needs, a transaction a call
+``migrate``         Alembic migrations (``reminders/migrations``), applied at start under a lock
 ==================  ==========================================================
 
 Bulk work (a sync of 100,000 patients, batch claims) goes through SQLAlchemy Core with

@@ -78,7 +78,7 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
         if migrate:
-            from reminders import migrate as migrations  # noqa: PLC0415  # they import this package
+            from reminders.store import migrate as migrations  # noqa: PLC0415  # they import this package
 
             try:
                 migrations.upgrade(self.engine)

@@ -11,8 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from reminders import migrate
-from reminders.store import Store
+from reminders.store import Store, migrate
 
 T0 = "2026-11-20 15:00:00.000000"
 

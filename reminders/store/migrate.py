@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 #: pg_advisory_xact_lock key: "reminders" in ASCII, as a number.
 _LOCK: Final = 0x72656D696E646572
-_SCRIPTS: Final = Path(__file__).resolve().parent / "migrations"
+_SCRIPTS: Final = Path(__file__).resolve().parent.parent / "migrations"
 
 
 @cache

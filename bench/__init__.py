@@ -1,0 +1,1 @@
+"""Benchmarks, one module per SPEC section 10 target: ``python -m bench.<name> --help``."""
