@@ -16,9 +16,11 @@ from reminders.lifecycle import AttemptOutcome, EnrollmentStatus, Outcome, Remin
 PACKAGE = Path(__file__).resolve().parents[2] / "reminders"
 #: Longest a module of the package may be.
 MAX_LINES = 500
+#: Every status and outcome value; ``error`` is also the name of a column and of a JSON
+#: field everywhere, so the tick outcome of that name is left out of the check.
 STATUS_VALUES = {
     m.value for enum in (ReminderStatus, AttemptOutcome, EnrollmentStatus, Outcome) for m in enum
-}
+} - {Outcome.ERROR.value}
 
 
 def modules(*, skip: tuple[str, ...] = ()) -> list[Path]:
