@@ -387,6 +387,27 @@ def test_next_window_open_examples(
     assert next_window_open(instant, ZoneInfo(zone), window) == expected
 
 
+@pytest.mark.parametrize(
+    "instant",
+    [
+        datetime(2027, 3, 14, 6, 30, tzinfo=UTC),  # 01:30 EST, before the gap that day
+        datetime(2027, 3, 13, 8, 0, tzinfo=UTC),  # 03:00 EST the day before, window closed
+    ],
+)
+def test_next_window_open_skips_a_day_on_which_the_whole_window_is_skipped(
+    instant: datetime,
+) -> None:
+    """A 02:00-02:30 window never opens on New York's 2027-03-14 (02:00 -> 03:00): it opens 02:00 the next day.
+
+    Catches: an opening taken without checking that it falls inside the window (02:00 that
+    day resolves to 03:00 EDT, past the window's end).
+    """
+    window = SendWindow(time(2), time(2, 30))
+    expected = datetime(2027, 3, 15, 6, 0, tzinfo=UTC)
+    assert wall(expected, NY) == datetime.combine(date(2027, 3, 15), time(2))  # 02:00 EDT
+    assert next_window_open(instant, NY, window) == expected
+
+
 @CI
 @given(data=st.data())
 def test_next_window_open_is_the_first_opening_at_or_after_the_instant(data: st.DataObject) -> None:
