@@ -13,15 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
 from reminders.channels.base import Message
 from reminders.errors import TemplateError
-from reminders.models import Clinic, Milestone, Patient, Schedules
+from reminders.models import Clinic, Milestone, Patient, Recipient, Schedules
 from reminders.sms import MAX_SEGMENTS, SegmentCount, count_segments
 from reminders.store.outbox import Claimed
-from reminders.store.schema import Enrollment
 from reminders.templates import Rendered, Templates
 from reminders.tokens import sign
 
@@ -31,48 +30,6 @@ SAMPLE_FIRST_NAME: Final = "Christopher"
 DEFAULT_DOMAIN: Final = "recovery-reminders.invalid"
 #: Surgery date of the sample messages ``validate`` renders.
 SAMPLE_SURGERY: Final = date(2026, 1, 5)
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """Who a message is for: what the templates may say about the patient."""
-
-    #: Patient id (the console's dry run shows it; never sent to a provider).
-    patient_id: str
-    #: Used in greetings.
-    first_name: str
-    #: Optional.
-    last_name: str
-    #: Template language.
-    language: str
-    #: IANA zone: the due day and local send time are read in it.
-    timezone: str
-    #: The protocol's anchor date.
-    surgery_date: date
-
-    @classmethod
-    def of_patient(cls, patient: Patient) -> Recipient:
-        """The recipient of a validated patients-file record."""
-        return cls(
-            patient.id,
-            patient.first_name,
-            patient.last_name,
-            patient.language,
-            patient.timezone,
-            patient.surgery_date,
-        )
-
-    @classmethod
-    def of(cls, who: Claimed | Enrollment) -> Recipient:
-        """The recipient of a claimed reminder or a stored enrollment."""
-        return cls(
-            patient_id=who.patient_id,
-            first_name=who.first_name,
-            last_name=who.last_name,
-            language=who.language,
-            timezone=who.timezone,
-            surgery_date=who.surgery_date,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +71,30 @@ def message_context(
         "surgery_date": recipient.surgery_date.isoformat(),
         "unsubscribe_url": unsubscribe_url,
     }
+
+
+class Occurrence(Protocol):
+    """A reminder as claimed or stored: what to render, and for which day."""
+
+    @property
+    def channel(self) -> str:
+        """``sms`` or ``email``."""
+
+    @property
+    def template(self) -> str:
+        """Template name."""
+
+    @property
+    def milestone(self) -> str:
+        """Milestone id."""
+
+    @property
+    def occurrence(self) -> int:
+        """1-based occurrence number."""
+
+    @property
+    def due_at(self) -> datetime:
+        """Due time (UTC); the message speaks of its local day."""
 
 
 class Composer:
@@ -166,26 +147,39 @@ class Composer:
         )
         return self.templates.render(channel, recipient.language, template, context)
 
-    def due_day(self, due_at: datetime, timezone: str) -> date:
-        """The patient's local date of a due time: the day the message speaks of."""
-        return due_at.astimezone(self.zone(timezone)).date()
+    def render_occurrence(
+        self, reminder: Occurrence, recipient: Recipient, *, unsubscribe_url: str | None = None
+    ) -> Rendered:
+        """What one planned or stored reminder says, on the day it is due for ``recipient``."""
+        return self.render(
+            reminder.channel,
+            recipient,
+            template=reminder.template,
+            milestone=reminder.milestone,
+            occurrence=reminder.occurrence,
+            day=reminder.due_at.astimezone(self.zone(recipient.timezone)).date(),
+            unsubscribe_url=unsubscribe_url,
+        )
+
+    def render_first(self, channel: str, recipient: Recipient, milestone: Milestone) -> Rendered:
+        """What a milestone's first occurrence says to ``recipient`` (previews and checks)."""
+        return self.render(
+            channel,
+            recipient,
+            template=milestone.template,
+            milestone=milestone.id,
+            occurrence=1,
+            day=recipient.surgery_date + timedelta(days=milestone.offset_days),
+        )
 
     def message(self, r: Claimed, now: datetime) -> Message:
         """The exact message claimed reminder ``r`` sends at ``now``; raises TemplateError."""
         assert r.address is not None  # noqa: S101  # the dispatcher checked
-        zone = self.zone(r.timezone)
+        zone = self.zone(r.recipient.timezone)
         unsubscribe = (
             self.unsubscribe.url(r.id) if self.unsubscribe and r.channel == "email" else None
         )
-        rendered = self.render(
-            r.channel,
-            Recipient.of(r),
-            template=r.template,
-            milestone=r.milestone,
-            occurrence=r.occurrence,
-            day=self.due_day(r.due_at, r.timezone),
-            unsubscribe_url=unsubscribe,
-        )
+        rendered = self.render_occurrence(r, r.recipient, unsubscribe_url=unsubscribe)
         return Message(
             reminder_id=r.id,
             channel=r.channel,
@@ -195,14 +189,10 @@ class Composer:
             html=rendered.html,
             message_id=f"<reminder.{r.id}.{r.milestone}.{r.occurrence}@{self.message_domain}>",
             expires_at=r.expires_at,
-            patient_id=r.patient_id,
+            patient_id=r.recipient.patient_id,
             local_time=now.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"),
             unsubscribe_url=unsubscribe,
         )
-
-    def first_day(self, recipient: Recipient, milestone: Milestone) -> date:
-        """The local date of a milestone's first occurrence for ``recipient``."""
-        return recipient.surgery_date + timedelta(days=milestone.offset_days)
 
     # -- checking every template -----------------------------------------------------------
 
@@ -256,21 +246,14 @@ class Composer:
         for patient in patients:
             if "sms" not in patient.channels:
                 continue
-            recipient = Recipient.of_patient(patient)
+            recipient = Recipient.of(patient)
             for milestone in self.schedules.protocols[patient.protocol].milestones:
                 key = (patient.first_name, patient.language, milestone.template)
                 if "sms" not in milestone.channels or key in seen:
                     continue
                 seen.add(key)
                 try:
-                    text = self.render(
-                        "sms",
-                        recipient,
-                        template=milestone.template,
-                        milestone=milestone.id,
-                        occurrence=1,
-                        day=patient.surgery_date,
-                    ).text
+                    text = self.render_first("sms", recipient, milestone).text
                 except TemplateError:
                     continue  # already reported by the template check
                 count = count_segments(text)

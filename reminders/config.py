@@ -16,7 +16,6 @@ from typing import Any, Final, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
-import yaml
 
 from reminders.durations import parse_clock, parse_day_offset, parse_duration
 from reminders.errors import ScheduleError
@@ -31,7 +30,7 @@ from reminders.models import (
     Schedules,
     SendWindow,
 )
-from reminders.yamlio import load_yaml
+from reminders.yamlio import read_config_file
 
 SCHEDULES_FILE: Final = "schedules.yaml"
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -112,18 +111,8 @@ class _Reader:
 def load_schedules(config_dir: Path) -> Schedules:
     """Read ``config_dir/schedules.yaml``; raises ScheduleError naming record and field."""
     path = config_dir / SCHEDULES_FILE
-    file = str(path)
-    try:
-        raw = load_yaml(path)
-    except FileNotFoundError:
-        raise ScheduleError(
-            file, "file not found (use --config DIR or REMINDERS_CONFIG_DIR)"
-        ) from None
-    except OSError as exc:
-        raise ScheduleError(file, f"cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ScheduleError(file, f"not valid YAML: {exc}") from None
-    return parse_schedules(raw, file)
+    raw = read_config_file(path, ScheduleError, "use --config DIR or REMINDERS_CONFIG_DIR")
+    return parse_schedules(raw, str(path))
 
 
 def parse_schedules(raw: object, file: str) -> Schedules:

@@ -215,7 +215,7 @@ class Dispatcher:
     ) -> Outcome:
         now = clock()
         composer = self.composer
-        zone = composer.zone(r.timezone)
+        zone = composer.zone(r.recipient.timezone)
         window = composer.schedules.send_window
         if not in_window(now, zone, window):
             t = lifecycle.outside_window(next_window_open(now, zone, window), r.expires_at)

@@ -185,6 +185,36 @@ class Patient:
 
 
 @dataclass(frozen=True, slots=True)
+class Recipient:
+    """Who a message is for: what the templates may say about the patient, and where."""
+
+    #: Patient id (the console's dry run shows it; never sent to a provider).
+    patient_id: str
+    #: Used in greetings.
+    first_name: str
+    #: Optional.
+    last_name: str
+    #: Template language.
+    language: str
+    #: IANA zone: the due day and the local send time are read in it.
+    timezone: str
+    #: The protocol's anchor date.
+    surgery_date: date
+
+    @classmethod
+    def of(cls, patient: Patient) -> Recipient:
+        """The recipient of a validated patients-file record."""
+        return cls(
+            patient.id,
+            patient.first_name,
+            patient.last_name,
+            patient.language,
+            patient.timezone,
+            patient.surgery_date,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedReminder:
     """One message the plan says a patient should receive."""
 

@@ -16,14 +16,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from reminders.config import load_zone
 from reminders.errors import PatientFileError
 from reminders.fields import attribute_text, normalise_email, normalise_phone
 from reminders.lifecycle import FILE_STATUSES, EnrollmentStatus
 from reminders.models import CHANNELS, Channel, Patient, Schedules
-from reminders.yamlio import load_yaml
+from reminders.yamlio import read_config_file
 
 #: Default file name, looked up beside ``schedules.yaml``.
 PATIENTS_FILE: Final = "patients.yaml"
@@ -130,21 +128,18 @@ def iter_records(path: Path) -> Iterator[RawRecord]:
     so callers must not act on the records before the iteration has finished.
     """
     file = str(path)
-    try:
-        if path.suffix.lower() == ".csv":
+    hint = "use --patients PATH or REMINDERS_PATIENTS"
+    if path.suffix.lower() == ".csv":
+        try:
             yield from _read_csv(path)
-            return
-        doc = load_yaml(path)
-    except FileNotFoundError:
-        raise PatientFileError(
-            file, "file not found (use --patients PATH or REMINDERS_PATIENTS)"
-        ) from None
-    except OSError as exc:
-        raise PatientFileError(file, f"cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise PatientFileError(file, f"not valid YAML: {exc}") from None
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise PatientFileError(file, f"not a readable CSV file: {exc}") from None
+        except FileNotFoundError:
+            raise PatientFileError(file, f"file not found ({hint})") from None
+        except OSError as exc:
+            raise PatientFileError(file, f"cannot read: {exc.strerror}") from None
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise PatientFileError(file, f"not a readable CSV file: {exc}") from None
+        return
+    doc = read_config_file(path, PatientFileError, hint)
     if doc is None:
         doc = {"patients": []}
     if not isinstance(doc, Mapping) or set(doc) != {"patients"}:

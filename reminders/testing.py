@@ -26,6 +26,7 @@ from reminders.channels.base import Channel
 from reminders.compose import DEFAULT_DOMAIN, Composer, Unsubscribe
 from reminders.config import SCHEDULES_FILE, parse_schedules
 from reminders.dispatch import Dispatcher
+from reminders.lifecycle import AttemptOutcome
 from reminders.models import Schedules
 from reminders.patients import FIELDS
 from reminders.store import OutboxManager, Store
@@ -224,3 +225,14 @@ def make_dispatcher(
         schedules, templates, unsubscribe=unsubscribe, message_domain=message_domain
     )
     return Dispatcher(OutboxManager(store), composer, channels, **options)
+
+
+def mark_sent(
+    store: Store, reminder_ids: Iterable[int], now: datetime, provider_id: str = "SM1"
+) -> None:
+    """Record reminders as sent, as the dispatcher would: an attempt, then the accepted status."""
+    with store.write() as tx:
+        for rid in reminder_ids:
+            attempt = tx.attempts.begin(rid, 1, "test", now)
+            tx.attempts.finish(attempt, AttemptOutcome.SENT, now, provider_id=provider_id)
+            tx.outbox.record_sent(rid, provider_id, now)

@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError
 
+from reminders.errors import ConfigError
+
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: Implicit YAML 1.1 types that YAML 1.2 does not have, or that we resolve more strictly.
 _DROPPED_TAGS = (
@@ -73,3 +75,19 @@ def load_yaml(path: Path) -> Any:
             return yaml.load(handle, Loader=StrictLoader)  # noqa: S506  # StrictLoader is a SafeLoader
         except UnicodeDecodeError as exc:
             raise yaml.YAMLError(f"not UTF-8 text: {exc}") from None
+
+
+def read_config_file(path: Path, error: type[ConfigError], hint: str) -> Any:
+    """Parse a configuration file; every way it can be unreadable becomes ``error`` naming it.
+
+    ``hint`` says how to point the service at another file when this one is missing.
+    """
+    file = str(path)
+    try:
+        return load_yaml(path)
+    except FileNotFoundError:
+        raise error(file, f"file not found ({hint})") from None
+    except OSError as exc:
+        raise error(file, f"cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise error(file, f"not valid YAML: {exc}") from None

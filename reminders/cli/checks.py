@@ -11,10 +11,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from reminders.compose import Composer, Recipient
+from reminders.compose import Composer
 from reminders.config import load_schedules
 from reminders.errors import ReminderError, UnknownPatient
-from reminders.models import CHANNELS, Patient, Schedules
+from reminders.models import CHANNELS, Patient, Recipient, Schedules
 from reminders.patients import load_patients
 from reminders.sms import count_segments
 from reminders.templates import TEMPLATES_DIR, Templates
@@ -122,20 +122,13 @@ def preview(
             if ch not in CHANNELS:
                 fail(f"unknown channel {ch!r} (known: {', '.join(CHANNELS)})", 2)
         if person is not None:
-            recipient = replace(Recipient.of_patient(person), language=lang)
+            recipient = replace(Recipient.of(person), language=lang)
         else:
             zone = schedules.clinic.timezone
             today = datetime.now(UTC).astimezone(composer.zone(zone)).date()
             recipient = Recipient("P-SAMPLE", SAMPLE_FIRST, SAMPLE_LAST, lang, zone, today)
         for ch in chosen:
-            rendered = composer.render(
-                ch,
-                recipient,
-                template=step.template,
-                milestone=step.id,
-                occurrence=1,
-                day=composer.first_day(recipient, step),
-            )
+            rendered = composer.render_first(ch, recipient, step)
             out.rule(f"{proto.id} / {step.id} / {ch} / {lang}")
             if ch == "sms":
                 count = count_segments(rendered.text)

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from reminders.compose import Composer, Recipient
+from reminders.compose import Composer
 from reminders.lifecycle import ReminderStatus
 from reminders.store import Enrollment, TimelineEntry
 
@@ -55,14 +55,7 @@ def entry_json(e: TimelineEntry, zone: ZoneInfo) -> dict[str, Any]:
 
 def rendered(composer: Composer, enrollment: Enrollment, e: TimelineEntry) -> dict[str, str]:
     """The text (and subject) a timeline row sends, as the dispatcher composes it."""
-    message = composer.render(
-        e.channel,
-        Recipient.of(enrollment),
-        template=e.template,
-        milestone=e.milestone,
-        occurrence=e.occurrence,
-        day=composer.due_day(e.due_at, enrollment.timezone),
-    )
+    message = composer.render_occurrence(e, enrollment.recipient())
     result = {"text": message.text}
     if e.channel == "email":
         result["subject"] = message.subject

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from reminders.lifecycle import AttemptOutcome
-from reminders.store.schema import ATTEMPTS, IN_CHUNK, REMINDERS, aware, chunks
+from reminders.store.schema import ATTEMPTS, IN_CHUNK, REMINDERS, aware, chunks, inserted_id
 
 
 class AttemptQueries:
@@ -34,19 +34,18 @@ class AttemptQueries:
             .where(REMINDERS.c.id == reminder_id)
             .values(attempts=number, updated_at=now)
         )
-        result = self.conn.execute(
-            ATTEMPTS.insert().values(
-                reminder_id=reminder_id,
-                number=number,
-                owner=owner,
-                started_at=now,
-                outcome=AttemptOutcome.PENDING,
-                body_digest=body_digest,
+        return inserted_id(
+            self.conn.execute(
+                ATTEMPTS.insert().values(
+                    reminder_id=reminder_id,
+                    number=number,
+                    owner=owner,
+                    started_at=now,
+                    outcome=AttemptOutcome.PENDING,
+                    body_digest=body_digest,
+                )
             )
         )
-        key = result.inserted_primary_key
-        assert key is not None  # noqa: S101  # an INSERT always yields a key here
-        return int(key[0])
 
     def finish(
         self,

@@ -9,7 +9,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from reminders.lifecycle import ReminderStatus
-from reminders.store.schema import ENROLLMENTS, IN_CHUNK, INBOUND, OPT_OUTS, REMINDERS, chunks
+from reminders.store.schema import (
+    ENROLLMENTS,
+    IN_CHUNK,
+    INBOUND,
+    OPT_OUTS,
+    REMINDERS,
+    chunks,
+    inserted_id,
+    upsert,
+)
 
 
 class ContactQueries:
@@ -42,22 +51,12 @@ class ContactQueries:
         opting back in returns its suppressed, unexpired reminders to ``planned``.
         Returns how many reminders changed.
         """
-        o = OPT_OUTS.c
-        changed = self.conn.execute(
-            OPT_OUTS.update()
-            .where(o.channel == channel, o.address == address)
-            .values(opted_out=opted_out, source=source, changed_at=now)
-        ).rowcount
-        if not changed:
-            self.conn.execute(
-                OPT_OUTS.insert().values(
-                    channel=channel,
-                    address=address,
-                    opted_out=opted_out,
-                    source=source,
-                    changed_at=now,
-                )
-            )
+        # One upsert: two webhooks for the same number at once cannot both insert.
+        change = {"opted_out": opted_out, "source": source, "changed_at": now}
+        insert = upsert(self.conn, OPT_OUTS).values(channel=channel, address=address, **change)
+        self.conn.execute(
+            insert.on_conflict_do_update(index_elements=["channel", "address"], set_=change)
+        )
         e, r = ENROLLMENTS.c, REMINDERS.c
         column = e.phone if channel == "sms" else e.email
         patients = sa.select(e.patient_id).where(column == address)
@@ -99,19 +98,15 @@ class ContactQueries:
             if seen is not None:
                 return None
         patients = self.patients_with("sms", sender)
-        result = self.conn.execute(
-            INBOUND.insert().values(
-                at=now,
-                sender=sender,
-                body=body,
-                kind=kind,
-                provider_id=provider_id,
-                patient_ids=",".join(patients),
-            )
-        )
-        key = result.inserted_primary_key
-        assert key is not None  # noqa: S101  # an INSERT always yields a key here
-        return int(key[0]), patients
+        row = {
+            "at": now,
+            "sender": sender,
+            "body": body,
+            "kind": kind,
+            "provider_id": provider_id,
+            "patient_ids": ",".join(patients),
+        }
+        return inserted_id(self.conn.execute(INBOUND.insert().values(row))), patients
 
     def mark_forwarded(self, inbound_id: int) -> None:
         """Note that an inbound text reached the coordinator."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
 
@@ -127,31 +126,16 @@ class Transaction:
     def __init__(self, conn: Connection) -> None:
         #: The connection the transaction runs on.
         self.conn = conn
-
-    @cached_property
-    def enrollments(self) -> EnrollmentQueries:
-        """Enrollments and the sync's bulk writes of reminders."""
-        return EnrollmentQueries(self.conn)
-
-    @cached_property
-    def outbox(self) -> OutboxQueries:
-        """Claims, leases, expiry and status changes of reminders."""
-        return OutboxQueries(self.conn)
-
-    @cached_property
-    def attempts(self) -> AttemptQueries:
-        """Delivery attempts."""
-        return AttemptQueries(self.conn)
-
-    @cached_property
-    def contacts(self) -> ContactQueries:
-        """Opt-outs and inbound texts."""
-        return ContactQueries(self.conn)
-
-    @cached_property
-    def views(self) -> ViewQueries:
-        """What people read: enrollments, timelines, summaries, gauges, the audit trail."""
-        return ViewQueries(self.conn)
+        #: Enrollments and the sync's bulk writes of reminders.
+        self.enrollments = EnrollmentQueries(conn)
+        #: Claims, leases, expiry and status changes of reminders.
+        self.outbox = OutboxQueries(conn)
+        #: Delivery attempts.
+        self.attempts = AttemptQueries(conn)
+        #: Opt-outs and inbound texts.
+        self.contacts = ContactQueries(conn)
+        #: What people read: enrollments, timelines, summaries, gauges, the audit trail.
+        self.views = ViewQueries(conn)
 
     def audit(self, events: Iterable[Mapping[str, Any]]) -> None:
         """Append audit events: dicts with ``at``, ``kind`` and optional ids and ``detail``."""

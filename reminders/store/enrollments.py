@@ -15,7 +15,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from reminders.lifecycle import PENDING, REPLANNABLE, UNSETTLED, EnrollmentStatus, ReminderStatus
-from reminders.store.schema import CHUNK, ENROLLMENTS, IN_CHUNK, REMINDERS, active, chunks
+from reminders.store.schema import (
+    CHUNK,
+    ENROLLMENTS,
+    IN_CHUNK,
+    KEY_COLUMNS,
+    REMINDERS,
+    active,
+    chunks,
+)
 
 #: One planned occurrence on one channel, shared by every patient whose plan is the same:
 #: protocol, milestone, occurrence, channel, template, due_at, expires_at, status.
@@ -23,11 +31,7 @@ PlanSlot = tuple[str, str, int, str, str, datetime, datetime, str]
 #: (patient, protocol, milestone, occurrence, channel): what makes a reminder unique.
 ReminderKey = tuple[str, str, str, int, str]
 _INSERT_COLUMNS: Final = (
-    "patient_id",
-    "protocol",
-    "milestone",
-    "occurrence",
-    "channel",
+    *KEY_COLUMNS,
     "template",
     "due_at",
     "not_before",

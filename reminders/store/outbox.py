@@ -8,8 +8,8 @@ transaction's lock does the same job.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
+from datetime import datetime
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -22,10 +22,12 @@ from reminders.lifecycle import (
     Transition,
     callback_status,
 )
+from reminders.models import Recipient
 from reminders.store.attempts import AttemptQueries
 from reminders.store.schema import (
     ENROLLMENTS,
     IN_CHUNK,
+    KEY_COLUMNS,
     REMINDERS,
     active,
     chunks,
@@ -35,12 +37,10 @@ from reminders.store.schema import (
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """A reminder leased to one dispatcher, with what it needs to render and address it."""
+    """A reminder leased to one dispatcher, with whom it is for and where to send it."""
 
-    #: Row id.
+    #: Row id (the number status callbacks and unsubscribe links name).
     id: int
-    #: Patient id.
-    patient_id: str
     #: Protocol id.
     protocol: str
     #: Milestone id.
@@ -57,22 +57,19 @@ class Claimed:
     expires_at: datetime
     #: Attempts made before this one.
     attempts: int
-    #: Patient's first name.
-    first_name: str
-    #: Patient's last name.
-    last_name: str
-    #: E.164 or email address for the channel.
+    #: E.164 number or email address for the channel, if the patient has one.
     address: str | None
-    #: Anchor date.
-    surgery_date: date
-    #: IANA zone.
-    timezone: str
-    #: Template language.
-    language: str
+    #: The patient, as the templates see them.
+    recipient: Recipient
     #: Start of the earliest attempt that may have reached the provider, unresolved.
     in_doubt_since: datetime | None = None
     #: Digests of the texts those in-doubt attempts sent.
     in_doubt_digests: frozenset[str] = frozenset()
+
+    @property
+    def patient_id(self) -> str:
+        """The patient's id."""
+        return self.recipient.patient_id
 
 
 class OutboxQueries:
@@ -139,51 +136,16 @@ class OutboxQueries:
         doubt = AttemptQueries(self.conn).in_doubt(ids)
         rows = self.conn.execute(
             sa.select(
-                r.id,
-                r.patient_id,
-                r.protocol,
-                r.milestone,
-                r.occurrence,
-                r.channel,
-                r.template,
-                r.due_at,
-                r.expires_at,
-                r.attempts,
-                e.first_name,
-                e.last_name,
+                *(REMINDERS.c[name] for name in _CLAIMED),
+                *(ENROLLMENTS.c[name] for name in _RECIPIENT),
                 e.phone,
                 e.email,
-                e.surgery_date,
-                e.timezone,
-                e.language,
             )
             .join(ENROLLMENTS, e.patient_id == r.patient_id)
             .where(r.id.in_(ids))
             .order_by(r.not_before, r.id)
         )
-        return [
-            Claimed(
-                id=row.id,
-                patient_id=row.patient_id,
-                protocol=row.protocol,
-                milestone=row.milestone,
-                occurrence=row.occurrence,
-                channel=row.channel,
-                template=row.template,
-                due_at=row.due_at,
-                expires_at=row.expires_at,
-                attempts=row.attempts,
-                first_name=row.first_name,
-                last_name=row.last_name,
-                address=row.phone if row.channel == "sms" else row.email,
-                surgery_date=row.surgery_date,
-                timezone=row.timezone,
-                language=row.language,
-                in_doubt_since=doubt[row.id][0] if row.id in doubt else None,
-                in_doubt_digests=doubt[row.id][1] if row.id in doubt else frozenset(),
-            )
-            for row in rows
-        ]
+        return [_claimed(row, doubt.get(row.id)) for row in rows]
 
     def settle(self, reminder_id: int, t: Transition, now: datetime) -> None:
         """Move a leased reminder as ``t`` says and give up the lease (no-op for ``status`` None).
@@ -212,6 +174,21 @@ class OutboxQueries:
             REMINDERS.update()
             .where(REMINDERS.c.id == reminder_id, REMINDERS.c.status == ReminderStatus.SENDING)
             .values(**values)
+        )
+
+    def record_sent(self, reminder_id: int, provider_id: str, now: datetime) -> None:
+        """Record a reminder as accepted by the provider, whatever its status (tests, imports)."""
+        self.conn.execute(
+            REMINDERS.update()
+            .where(REMINDERS.c.id == reminder_id)
+            .values(
+                status=ReminderStatus.SENT,
+                provider_id=provider_id,
+                sent_at=now,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
         )
 
     def release_owner(self, owner: str, now: datetime) -> int:
@@ -316,3 +293,29 @@ class OutboxQueries:
             return None
         address = row.phone if row.channel == "sms" else row.email
         return (row.channel, address) if address else None
+
+
+#: Columns of ``reminders`` a claim reads, named as :class:`Claimed`'s fields.
+_CLAIMED: Final = ("id", *KEY_COLUMNS[1:], "template", "due_at", "expires_at", "attempts")
+#: Columns of ``enrollments`` named as :class:`~reminders.models.Recipient`'s fields.
+_RECIPIENT: Final = (
+    "patient_id",
+    "first_name",
+    "last_name",
+    "language",
+    "timezone",
+    "surgery_date",
+)
+
+
+def _claimed(row: Any, doubt: tuple[datetime, frozenset[str]] | None) -> Claimed:
+    """A claimed reminder from its row joined with its enrollment."""
+    since, digests = doubt or (None, frozenset())
+    m = row._mapping
+    return Claimed(
+        **{name: m[name] for name in _CLAIMED},
+        address=m["phone"] if m["channel"] == "sms" else m["email"],
+        recipient=Recipient(**{name: m[name] for name in _RECIPIENT}),
+        in_doubt_since=since,
+        in_doubt_digests=digests,
+    )

@@ -11,10 +11,14 @@ from datetime import UTC, date, datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel
 
 from reminders.lifecycle import AttemptOutcome, EnrollmentStatus, ReminderStatus
+from reminders.models import Recipient
 
+#: The columns that make a reminder unique: (patient, protocol, milestone, occurrence, channel).
+KEY_COLUMNS: Final = ("patient_id", "protocol", "milestone", "occurrence", "channel")
 #: Rows per executemany batch: large enough to amortise, small enough for a progress bar.
 CHUNK: Final = 5_000
 #: Bind parameters per IN (...) list, under SQLite's limit.
@@ -70,15 +74,24 @@ class Enrollment(SQLModel, table=True):
     created_at: datetime = _utc()
     updated_at: datetime = _utc()
 
+    def recipient(self) -> Recipient:
+        """Who this enrollment's messages are for, as the templates see them."""
+        return Recipient(
+            self.patient_id,
+            self.first_name,
+            self.last_name,
+            self.language,
+            self.timezone,
+            self.surgery_date,
+        )
+
 
 class Reminder(SQLModel, table=True):
     """One message to one patient for one milestone occurrence on one channel."""
 
     __tablename__ = "reminders"
     __table_args__ = (
-        sa.UniqueConstraint(
-            "patient_id", "protocol", "milestone", "occurrence", "channel", name="uq_reminder_key"
-        ),
+        sa.UniqueConstraint(*KEY_COLUMNS, name="uq_reminder_key"),
         # Only planned rows are claimed, only sending rows hold leases (migration 0002).
         sa.Index(
             "ix_reminders_due",
@@ -214,3 +227,17 @@ def active(conn: sa.Connection) -> sa.ColumnElement[bool]:
 def in_doubt_ids() -> sa.Select[tuple[int]]:
     """Ids of reminders with an attempt that may have reached the provider."""
     return sa.select(ATTEMPTS.c.reminder_id).where(ATTEMPTS.c.outcome == AttemptOutcome.IN_DOUBT)
+
+
+def inserted_id(result: sa.CursorResult[Any]) -> int:
+    """The primary key of the row a single-row INSERT wrote."""
+    key = result.inserted_primary_key
+    assert key is not None  # noqa: S101  # an INSERT of one row always yields its key
+    return int(key[0])
+
+
+def upsert(conn: sa.Connection, table: sa.Table) -> Any:
+    """An ``INSERT`` of the connection's dialect, with ``on_conflict_do_update``."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

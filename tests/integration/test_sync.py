@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -10,14 +10,16 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from reminders import testing
 from reminders.errors import PatientFileError, SyncRefused
-from reminders.lifecycle import AttemptOutcome
 from reminders.models import Schedules
 from reminders.store import Store, TimelineEntry
-from reminders.store.schema import REMINDERS
 from reminders.sync import sync_patients
+from reminders.testing import make_schedules
+from tests.conftest import REPO
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 def patient(pid: str, **fields: Any) -> dict[str, Any]:
@@ -51,15 +53,7 @@ def by_key(entries: list[TimelineEntry]) -> dict[tuple[str, int, str], TimelineE
 
 def mark_sent(store: Store, entries: list[TimelineEntry]) -> None:
     """Record the given reminders as sent, as the dispatcher would."""
-    with store.write() as tx:
-        for e in entries:
-            attempt = tx.attempts.begin(e.id, 1, "test", NOW)
-            tx.attempts.finish(attempt, AttemptOutcome.SENT, NOW, provider_id="SM1")
-            tx.conn.execute(
-                REMINDERS.update()
-                .where(REMINDERS.c.id == e.id)
-                .values(status="sent", provider_id="SM1", sent_at=NOW)
-            )
+    testing.mark_sent(store, [e.id for e in entries], NOW)
 
 
 def test_new_patient_is_planned_on_every_milestone_and_channel(
@@ -271,16 +265,38 @@ def test_unreadable_patients_file_changes_nothing(
 
 
 def test_schedule_change_replans_everyone(store: Store, shipped: Schedules, tmp_path: Path) -> None:
-    """A changed schedules fingerprint re-validates and re-plans unchanged records."""
-    path = write(tmp_path / "p.yaml", patient("P-1"))
-    sync_patients(store, shipped, path, NOW)
-    from dataclasses import replace
+    """An edited schedules.yaml re-plans every enrolled patient: moved milestones move, removed ones are cancelled.
 
-    changed = replace(shipped, fingerprint="different")
-    report = sync_patients(store, changed, path, NOW)
+    Catches: a schedule change that re-validates records but never moves or cancels a reminder.
+    """
+    path = write(tmp_path / "p.yaml", patient("P-1"), patient("P-2"))
+    sync_patients(store, shipped, path, NOW)
+    before = {pid: by_key(timeline(store, pid)) for pid in ("P-1", "P-2")}
+    doc = yaml.safe_load((REPO / "schedules.yaml").read_text(encoding="utf-8"))
+    milestones = doc["protocols"]["proximal-hamstring-repair"]["milestones"]
+    moved = next(m for m in milestones if m["id"] == "brace-removal")
+    assert moved["at"] == "week 6"
+    moved["at"] = "week 7"
+    milestones.remove(next(m for m in milestones if m["id"] == "protect-hamstring"))
+
+    report = sync_patients(store, make_schedules(doc), path, NOW)
+
     assert report.unchanged == 0
-    assert report.updated == ["P-1"]
-    assert report.reminders["replanned"] == 0  # same protocol content: no due time moved
+    assert sorted(report.updated) == ["P-1", "P-2"]
+    week7 = datetime.combine(date(2026, 11, 24) + timedelta(weeks=7), time(10), NEW_YORK)
+    for pid in ("P-1", "P-2"):
+        after = by_key(timeline(store, pid))
+        assert after.keys() == before[pid].keys()
+        for key, e in after.items():
+            old = before[pid][key]
+            if key[0] == "brace-removal":
+                assert (e.status, e.due_at) == ("planned", week7.astimezone(UTC))
+            elif key[0] == "protect-hamstring":
+                assert (old.status, e.status, e.due_at) == ("planned", "cancelled", old.due_at)
+            else:
+                assert e == old
+    assert report.reminders["replanned"] == 2 * 2  # brace-removal, SMS and email
+    assert report.reminders["cancelled"] == 2 * 2  # protect-hamstring, SMS and email
 
 
 def test_sync_writes_audit_events(store: Store, shipped: Schedules, tmp_path: Path) -> None:

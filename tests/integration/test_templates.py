@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from reminders.compose import Composer, Recipient, message_context
+from reminders.compose import Composer, message_context
 from reminders.errors import TemplateError
-from reminders.models import Schedules
+from reminders.models import Recipient, Schedules
 from reminders.sms import count_segments
 from reminders.templates import Templates
 

@@ -25,10 +25,10 @@ import yaml
 
 from reminders.channels.memory import MemoryChannel
 from reminders.channels.twilio import MAX_VALIDITY, TwilioChannel, TwilioSettings
-from reminders.compose import Composer, Recipient
+from reminders.compose import Composer
 from reminders.dispatch import Dispatcher
 from reminders.fake_twilio import DEFAULT_AUTH_TOKEN, FakeTwilio, Fault, RecordedRequest
-from reminders.models import Schedules
+from reminders.models import Recipient, Schedules
 from reminders.ratelimit import TokenBucket
 from reminders.store import Store, TimelineEntry
 from reminders.sync import sync_patients

@@ -1,18 +1,32 @@
 """Planning across IANA time zones: due times, DST gaps and overlaps, send windows, expiry.
 
-The properties compare the planner with an oracle written here from first principles: it
-finds the UTC instants whose wall-clock reading is a given local time by trying every
-offset the zone uses nearby, and finds a DST gap by bisecting on the wall clock. It never
-relies on ``fold``, the mechanism :mod:`reminders.planning` is built on.
+Zones are the names a patient may have (those :func:`reminders.config.load_zone` accepts).
+Three kinds of test check the time rules:
+
+* examples at published instants (New York, London, Lord Howe, Auckland, Chatham, Apia);
+* a sweep of every UTC-offset change of every zone from 1995 to 2037 (over ten thousand),
+  checked against closed forms built from the offsets either side of each change; it scans
+  the whole tz database, so it is marked ``slow``;
+* hypothesis properties, which *sample*: each run draws a few hundred random zones, years
+  and instants (a quarter to a third of them within hours of an offset change, plus the named
+  days below) and compares the planner with an oracle written here from first principles.
+  The oracle finds the UTC instants whose wall-clock reading is a given local time by
+  trying every offset the zone uses nearby, and finds a DST gap by bisecting on the wall
+  clock.
+
+None of them relies on ``fold``, the mechanism :mod:`reminders.planning` is built on.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
+import importlib.resources
+import zoneinfo
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
 from hypothesis import assume, given, settings
@@ -40,7 +54,10 @@ from reminders.planning import (
 CI = settings(max_examples=200, deadline=None, database=None)
 
 SECOND = timedelta(seconds=1)
+MINUTE = timedelta(minutes=1)
 MINUTES_PER_DAY = 24 * 60
+#: The years the sweep covers and the properties draw from.
+YEARS = range(1995, 2038)
 NY = ZoneInfo("America/New_York")
 #: Named zones that turn their clocks back (northern, southern, 30-minute, +12:45).
 OVERLAP_ZONES = (
@@ -50,8 +67,12 @@ OVERLAP_ZONES = (
     "Pacific/Auckland",
     "Pacific/Chatham",
 )
-#: Every IANA zone; built once, because building it lists the whole tz database.
-ZONES = st.timezones()
+#: Every zone name a patient or clinic may use: the names ``load_zone`` accepts. (Not
+#: ``st.timezones()``: two draws in three of it are ``posix/`` copies or ``right/`` zones
+#: that count leap seconds, none of which the product accepts.)
+ZONE_NAMES: tuple[str, ...] = tuple(sorted(available_timezones()))
+#: A random zone of :data:`ZONE_NAMES`.
+ZONES = st.sampled_from(ZONE_NAMES).map(ZoneInfo)
 
 #: The days the SPEC's DST rules are hardest on, named so each is always in the mix.
 NAMED_DAYS: tuple[tuple[str, date], ...] = (
@@ -147,37 +168,57 @@ def at_minute(minutes: int) -> time:
 # --- strategies ------------------------------------------------------------------------
 
 
+#: Seconds between the probes that look for offset changes: one day. Two changes less than
+#: a day apart that cancel out would go unseen; the closest two changes of a zone found in
+#: 1995-2037 are about a week apart (the sweep asserts at least three days).
+PROBE_SECONDS = 24 * 3600
+
+
 @functools.cache
 def transitions(zone: ZoneInfo, year: int) -> tuple[datetime, ...]:
-    """UTC instants in ``year`` at which ``zone`` changes its offset (to the second)."""
-    start = datetime(year, 1, 1, tzinfo=UTC)
-    probes = [start + timedelta(hours=12 * k) for k in range(2 * 366)]
+    """UTC instants in ``year`` at which ``zone`` changes its offset (to the second).
+
+    The offset is probed every :data:`PROBE_SECONDS` from 1 January 00:00 UTC to the next
+    1 January, then each change is bisected to the second it takes effect.
+    """
+    start = int(datetime(year, 1, 1, tzinfo=UTC).timestamp())
+    end = int(datetime(year + 1, 1, 1, tzinfo=UTC).timestamp())
+    probes = range(start, end + 1, PROBE_SECONDS)
+    offsets = [datetime.fromtimestamp(probe, zone).utcoffset() for probe in probes]
     found = []
-    for probe, next_probe in itertools.pairwise(probes):
-        before = probe.astimezone(zone).utcoffset()
-        if next_probe.astimezone(zone).utcoffset() == before:
+    for k in range(1, len(offsets)):
+        before = offsets[k - 1]
+        if offsets[k] == before:
             continue
-        low, high = probe, next_probe
-        while high - low > SECOND:
-            middle = low + SECOND * ((high - low) // SECOND // 2)
-            if middle.astimezone(zone).utcoffset() == before:
+        low, high = probes[k - 1], probes[k]
+        while high - low > 1:
+            middle = (low + high) // 2
+            if datetime.fromtimestamp(middle, zone).utcoffset() == before:
                 low = middle
             else:
                 high = middle
-        found.append(high)
+        found.append(datetime.fromtimestamp(high, UTC))
     return tuple(found)
 
 
 @st.composite
 def zone_moments(draw: st.DrawFn) -> tuple[ZoneInfo, datetime]:
-    """A zone and a minute-aligned wall time, biased towards gaps, overlaps and skipped days."""
+    """A zone and a minute-aligned wall time, one of three kinds drawn equally often.
+
+    ``named``: any minute of one of :data:`NAMED_DAYS`. ``transition``: within three hours
+    of one offset change of a random zone in a random year of :data:`YEARS` (falling back
+    to ``any`` when that zone made no change that year, as most zones did not). ``any``:
+    any minute of a random year of :data:`YEARS` in a random zone. A run of a few hundred
+    examples thus meets a few dozen of the database's offset changes, never all of them:
+    the sweep further down is what walks every one.
+    """
     kind = draw(st.sampled_from(["named", "transition", "any"]))
     if kind == "named":
         name, day = draw(st.sampled_from(NAMED_DAYS))
         minutes = draw(st.integers(0, MINUTES_PER_DAY - 1))
         return ZoneInfo(name), datetime.combine(day, at_minute(minutes))
     zone = draw(ZONES)
-    year = draw(st.integers(1995, 2037))
+    year = draw(st.sampled_from(YEARS))
     changes = transitions(zone, year) if kind == "transition" else ()
     if changes:
         change = wall(draw(st.sampled_from(changes)), zone).replace(second=0, microsecond=0)
@@ -190,12 +231,21 @@ def zone_moments(draw: st.DrawFn) -> tuple[ZoneInfo, datetime]:
 def windows(
     draw: st.DrawFn, around: time | None = None, containing: time | None = None
 ) -> SendWindow:
-    """A send window (start before end on one day): office hours, arbitrary, or near ``around``."""
-    kinds = ["office", "any"] + (["near"] if around is not None else [])
+    """A send window (start before end on one day): office hours, arbitrary, or near ``around``.
+
+    Near ``around`` it either starts within 90 minutes of it and ends any time later, or is
+    short (at most an hour), so that it can lie wholly inside a DST gap or overlap.
+    """
+    kinds = ["office", "any"] + (["near", "short"] if around is not None else [])
     kind = draw(st.sampled_from(kinds))
     if kind == "office":
         start = draw(st.integers(6 * 60, 10 * 60))
         end = draw(st.integers(17 * 60, 22 * 60))
+    elif kind == "short":
+        assert around is not None
+        centre = around.hour * 60 + around.minute
+        start = draw(st.integers(max(0, centre - 90), min(MINUTES_PER_DAY - 2, centre + 90)))
+        end = draw(st.integers(start + 1, min(start + 60, MINUTES_PER_DAY - 1)))
     else:
         centre = 0 if around is None else around.hour * 60 + around.minute
         low = 0 if kind == "any" else max(0, centre - 90)
@@ -387,6 +437,27 @@ def test_next_window_open_examples(
     assert next_window_open(instant, ZoneInfo(zone), window) == expected
 
 
+@pytest.mark.parametrize(
+    "instant",
+    [
+        datetime(2027, 3, 14, 6, 30, tzinfo=UTC),  # 01:30 EST, before the gap that day
+        datetime(2027, 3, 13, 8, 0, tzinfo=UTC),  # 03:00 EST the day before, window closed
+    ],
+)
+def test_next_window_open_skips_a_day_on_which_the_whole_window_is_skipped(
+    instant: datetime,
+) -> None:
+    """A 02:00-02:30 window never opens on New York's 2027-03-14 (02:00 -> 03:00): it opens 02:00 the next day.
+
+    Catches: an opening taken without checking that it falls inside the window (02:00 that
+    day resolves to 03:00 EDT, past the window's end).
+    """
+    window = SendWindow(time(2), time(2, 30))
+    expected = datetime(2027, 3, 15, 6, 0, tzinfo=UTC)
+    assert wall(expected, NY) == datetime.combine(date(2027, 3, 15), time(2))  # 02:00 EDT
+    assert next_window_open(instant, NY, window) == expected
+
+
 @CI
 @given(data=st.data())
 def test_next_window_open_is_the_first_opening_at_or_after_the_instant(data: st.DataObject) -> None:
@@ -412,9 +483,13 @@ def test_next_window_open_is_the_first_opening_at_or_after_the_instant(data: st.
 
 @st.composite
 def fall_backs(draw: st.DrawFn) -> tuple[ZoneInfo, datetime]:
-    """A zone and an instant at which its clock goes back (the start of a DST overlap)."""
+    """A zone and an instant at which its clock goes back (the start of a DST overlap).
+
+    The zone is one of :data:`OVERLAP_ZONES` or a random one, the change one of its clock-back
+    changes in a random year of :data:`YEARS`; New York's that year if it made none.
+    """
     zone = draw(st.one_of(st.sampled_from(OVERLAP_ZONES).map(ZoneInfo), ZONES))
-    year = draw(st.integers(1995, 2037))
+    year = draw(st.sampled_from(YEARS))
     backs = [t for t in transitions(zone, year) if wall(t, zone) < wall(t - SECOND, zone)]
     if not backs:
         zone = NY
@@ -524,6 +599,173 @@ def test_due_at_on_a_skipped_day_goes_out_at_the_same_local_time_next_day() -> N
     assert due.astimezone(apia).replace(tzinfo=None) == datetime.combine(
         date(2011, 12, 31), time(10)
     )
+
+
+# --- every offset change, 1995-2037 ---------------------------------------------------------
+
+
+def tz_data(name: str) -> bytes:
+    """The tz data file zoneinfo loads for ``name``: the first on ``zoneinfo.TZPATH``, else tzdata's."""
+    for folder in zoneinfo.TZPATH:
+        path = Path(folder, name)
+        if path.is_file():
+            return path.read_bytes()
+    return importlib.resources.files("tzdata.zoneinfo").joinpath(*name.split("/")).read_bytes()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of a zone's UTC offset."""
+
+    #: The zone.
+    zone: ZoneInfo
+    #: First UTC instant of the new offset.
+    at: datetime
+    #: Offset before the change.
+    before: timedelta
+    #: Offset from the change on.
+    after: timedelta
+    #: UTC instants of the zone's previous and next change in range, if any.
+    neighbours: tuple[datetime, ...]
+
+    @property
+    def old_wall(self) -> datetime:
+        """The wall time the old offset would read at the change."""
+        return self.at.replace(tzinfo=None) + self.before
+
+    @property
+    def new_wall(self) -> datetime:
+        """The wall time the zone reads at the change."""
+        return self.at.replace(tzinfo=None) + self.after
+
+    def __str__(self) -> str:
+        return f"{self.zone.key} at {self.at:%Y-%m-%dT%H:%M:%SZ} ({self.before} -> {self.after})"
+
+
+@functools.cache
+def every_change() -> tuple[Change, ...]:
+    """Every offset change in :data:`YEARS` of one zone per distinct data file of ZONE_NAMES.
+
+    Names that share a data file (links such as ``US/Eastern``) share every change, so
+    each file is walked once.
+    """
+    first_name: dict[bytes, str] = {}
+    for name in ZONE_NAMES:
+        first_name.setdefault(tz_data(name), name)
+    found = []
+    for name in first_name.values():
+        zone = ZoneInfo(name)
+        ats = [at for year in YEARS for at in transitions(zone, year)]
+        for k, at in enumerate(ats):
+            before, after = (
+                (at - SECOND).astimezone(zone).utcoffset(),
+                at.astimezone(zone).utcoffset(),
+            )
+            assert before is not None
+            assert after is not None
+            found.append(
+                Change(zone, at, before, after, tuple(ats[max(0, k - 1) : k] + ats[k + 1 : k + 2]))
+            )
+    return tuple(found)
+
+
+def ceil_minute(naive: datetime) -> datetime:
+    """``naive`` rounded up to a whole minute."""
+    floor = naive.replace(second=0, microsecond=0)
+    return floor if floor == naive else floor + MINUTE
+
+
+@pytest.mark.slow
+def test_offset_changes_1995_2037_are_isolated_and_on_whole_minutes() -> None:
+    """Every offset change 1995-2037 falls on a whole minute, three days or more from its zone's others, as the sweep assumes."""
+    changes = every_change()
+    assert len(changes) > 10_000  # the sweep really walked the tz database
+    for change in changes:
+        where = str(change)
+        assert change.at.second == 0, where
+        assert change.before % MINUTE == change.after % MINUTE == timedelta(0), where
+        assert all(abs(change.at - other) >= timedelta(days=3) for other in change.neighbours), (
+            where
+        )
+        assert wall(change.at - SECOND, change.zone) == change.old_wall - SECOND, where
+        assert wall(change.at, change.zone) == change.new_wall, where
+
+
+@pytest.mark.slow
+def test_every_gap_1995_2037_moves_skipped_times_on_and_skips_a_window_inside_it() -> None:
+    """At every clock-forward change 1995-2037 a skipped time moves on by the gap, and a window lying in the gap opens the next day.
+
+    Catches: a skipped local time resolved backwards (``fold=1``), and a window opening taken
+    without checking that it falls inside the window.
+    """
+    gaps = [c for c in every_change() if c.after > c.before]
+    assert len(gaps) > 5_000
+    for change in gaps:
+        zone, where = change.zone, str(change)
+        skipped_from, skipped_to = change.old_wall, change.new_wall  # [from, to) never read
+        first = ceil_minute(skipped_from)
+        last = ceil_minute(skipped_to) - MINUTE
+        assert first <= last, where  # every gap in range skips whole minutes
+        for naive in (first, last):
+            moved = change.at + (naive - skipped_from)
+            assert resolve_local(naive.date(), naive.time(), zone) == moved, where
+        # Either side of the gap the wall time reads once, with its own offset.
+        assert resolve_local((first - MINUTE).date(), (first - MINUTE).time(), zone) == (
+            as_utc(first - MINUTE) - change.before
+        ), where
+        assert resolve_local((last + MINUTE).date(), (last + MINUTE).time(), zone) == (
+            as_utc(last + MINUTE) - change.after
+        ), where
+
+        day = first.date()
+        assert first.time() < time(23, 59), where  # room for a window after it that day
+        end = min(last + MINUTE, datetime.combine(day, time(23, 59)))
+        inside = SendWindow(first.time(), end.time())  # every minute of it is skipped on `day`
+        instant = change.at - MINUTE
+        assert not inside.contains(wall(instant, zone).time()), where
+        next_day = datetime.combine(day + timedelta(days=1), first.time())
+        assert next_window_open(instant, zone, inside) == as_utc(next_day) - change.after, where
+
+        moved = change.at + (first - skipped_from)
+        if wall(moved, zone).date() == day and wall(moved, zone).time() < time(23, 59):
+            # A window opening in the gap and closing later opens when the gap ends.
+            wide = SendWindow(first.time(), time(23, 59))
+            assert next_window_open(instant, zone, wide) == moved, where
+
+
+@pytest.mark.slow
+def test_every_overlap_1995_2037_reads_first_and_reopens_a_window_at_the_second() -> None:
+    """At every clock-back change 1995-2037 a repeated time resolves to its first reading, and a window starting then reopens at the second.
+
+    Catches: a repeated local time resolved to its later reading, and a window opening that
+    ignores the second reading of its start.
+    """
+    overlaps = [c for c in every_change() if c.after < c.before]
+    assert len(overlaps) > 5_000
+    for change in overlaps:
+        zone, where = change.zone, str(change)
+        repeated_from, repeated_to = change.new_wall, change.old_wall  # [from, to) read twice
+        first = ceil_minute(repeated_from)
+        last = ceil_minute(repeated_to) - MINUTE
+        assert first <= last, where
+        for naive in (first, last):
+            assert (
+                resolve_local(naive.date(), naive.time(), zone) == as_utc(naive) - change.before
+            ), where
+        assert resolve_local((first - MINUTE).date(), (first - MINUTE).time(), zone) == (
+            as_utc(first - MINUTE) - change.before
+        ), where
+        assert resolve_local((last + MINUTE).date(), (last + MINUTE).time(), zone) == (
+            as_utc(last + MINUTE) - change.after
+        ), where
+
+        assert first.time() < time(23, 59), where
+        window = SendWindow(first.time(), (first + MINUTE).time())
+        first_reading, second_reading = as_utc(first) - change.before, as_utc(first) - change.after
+        instant = first_reading + MINUTE  # the window has closed; its start comes round again
+        assert instant < second_reading, where
+        assert not window.contains(wall(instant, zone).time()), where
+        assert next_window_open(instant, zone, window) == second_reading, where
 
 
 # --- plan ----------------------------------------------------------------------------------
