@@ -179,15 +179,9 @@ class Dispatcher:
                     at = clock()
                     with self.store.write() as tx:
                         claimed = tx.claim_due(at, self.owner, at + self.lease, self.batch_size)
-                        opted = {
-                            ch: tx.opted_out(
-                                ch, (c.address for c in claimed if c.channel == ch and c.address)
-                            )
-                            for ch in self.channels
-                        }
                     if not claimed:
                         break
-                    futures = [pool.submit(self._observed, r, clock, opted) for r in claimed]
+                    futures = [pool.submit(self._observed, r, clock) for r in claimed]
                     for future in futures:
                         report.counts[future.result()] += 1
         finally:
@@ -261,11 +255,9 @@ class Dispatcher:
             unsubscribe_url=unsubscribe if r.channel == "email" else None,
         )
 
-    def _observed(
-        self, r: Claimed, clock: Callable[[], datetime], opted: Mapping[str, set[str]]
-    ) -> str:
+    def _observed(self, r: Claimed, clock: Callable[[], datetime]) -> str:
         try:
-            outcome = self._deliver(r, clock, opted)
+            outcome = self._deliver(r, clock)
         except Exception:
             # A bug must not stop the batch. The lease is kept: when it lapses, an
             # attempt left pending is reconciled, and one never started is retried.
@@ -287,9 +279,7 @@ class Dispatcher:
             self.observer.outcome(r.channel, outcome, lateness)
         return outcome
 
-    def _deliver(
-        self, r: Claimed, clock: Callable[[], datetime], opted: Mapping[str, set[str]]
-    ) -> str:
+    def _deliver(self, r: Claimed, clock: Callable[[], datetime]) -> str:
         now = clock()
         zone = self._zone(r.timezone)
         window = self.schedules.send_window
@@ -307,8 +297,6 @@ class Dispatcher:
             return self._finish(
                 r, now, "failed", "reminder.failed", reason=f"no {r.channel} address or channel"
             )
-        if r.address in opted.get(r.channel, set()):
-            return self._finish(r, now, "suppressed", "reminder.suppressed", reason="opted out")
         try:
             message = self._message(r, now, zone)
         except TemplateError as exc:
@@ -333,6 +321,15 @@ class Dispatcher:
         message = replace(message, validity_seconds=left)
         number = r.attempts + 1
         with self.store.write() as tx:
+            # The opt-out is read here, in the transaction that records the attempt, and
+            # not when the batch is claimed: a STOP can arrive while a claimed message
+            # waits for the rate limit or for reconciliation, and the store's opt-out
+            # only suppresses reminders still planned. An in-doubt reminder is thus
+            # reconciled first: if the provider has it, it was sent, whatever came after.
+            if tx.opted_out(r.channel, [r.address]):
+                tx.set_status(r.id, "suppressed", started, error="opted out")
+                tx.audit([_event(started, "reminder.suppressed", r, {"reason": "opted out"})])
+                return "suppressed"
             attempt = tx.begin_attempt(
                 r.id, number, self.owner, started, body_digest=body_digest(message.text)
             )
