@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from reminders.channels.base import Message, Receipt
+import sqlalchemy as sa
+
+from reminders.channels.base import Message, Receipt, body_digest
 from reminders.channels.memory import MemoryChannel
 from reminders.dispatch import Dispatcher
 from reminders.errors import DeliveryError, InDoubtError, PermanentError, TransientError
@@ -412,16 +414,23 @@ def test_completed_when_nothing_is_left(
 def test_every_attempt_is_written_before_the_provider_is_called(
     store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
 ) -> None:
-    """When the channel is called, a pending attempt for that reminder is already committed."""
+    """When either channel is called, a pending attempt with the text's digest is already committed for that reminder."""
     enrol(store, shipped, tmp_path, "P-1")
-    seen: list[int] = []
+    seen: list[tuple[str, list[tuple[str, str | None]]]] = []
 
     def check(message: Message) -> DeliveryError | None:
-        with store.read() as tx:
-            entry = next(e for e in tx.timeline("P-1") if e.id == message.reminder_id)
-            seen.append(entry.attempts)
+        with store.engine.connect() as conn:  # another connection: sees only what is committed
+            found = conn.execute(
+                sa.text("SELECT outcome, body_digest FROM attempts WHERE reminder_id = :id"),
+                {"id": message.reminder_id},
+            ).all()
+        seen.append((message.channel, [(row.outcome, row.body_digest) for row in found]))
         return None
 
-    sms = MemoryChannel("sms", fail=check)
-    dispatcher(store, shipped, templates, sms).tick(DAY1)
-    assert seen == [1]
+    sms, email = MemoryChannel("sms", fail=check), MemoryChannel("email", fail=check)
+    assert dispatcher(store, shipped, templates, sms, email).tick(DAY1).counts["sent"] == 2
+    digests = {m.channel: body_digest(m.text) for m in sms.sent + email.sent}
+    assert sorted(seen) == [
+        ("email", [("pending", digests["email"])]),
+        ("sms", [("pending", digests["sms"])]),
+    ]
