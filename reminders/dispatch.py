@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -61,16 +61,15 @@ class Outbox(Protocol):
         """Recover lapsed leases and expire what is overdue; returns the expired ids."""
         ...
 
-    def claim(
-        self, now: datetime, owner: str, lease_until: datetime, limit: int, channels: Sequence[str]
-    ) -> tuple[list[Claimed], dict[str, set[str]]]:
-        """Lease a batch of due reminders, and say which of their addresses opted out."""
+    def claim(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Claimed]:
+        """Lease a batch of due reminders to ``owner``."""
         ...
 
     def begin_attempt(
         self, r: Claimed, number: int, owner: str, now: datetime, body_digest: str
-    ) -> int:
-        """Commit an attempt before the provider is called; returns its id."""
+    ) -> int | None:
+        """Commit an attempt before the provider is called and return its id; None (and the
+        reminder settled ``suppressed``) when its address has opted out meanwhile."""
         ...
 
     def settle(
@@ -156,12 +155,10 @@ class Dispatcher:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="dispatch") as pool:
                 while not self._stopping.is_set():
                     at = clock()
-                    claimed, opted = self.outbox.claim(
-                        at, self.owner, at + self.lease, self.batch_size, list(self.channels)
-                    )
+                    claimed = self.outbox.claim(at, self.owner, at + self.lease, self.batch_size)
                     if not claimed:
                         break
-                    futures = [pool.submit(self._observed, r, clock, opted) for r in claimed]
+                    futures = [pool.submit(self._observed, r, clock) for r in claimed]
                     for future in futures:
                         report.counts[future.result()] += 1
         finally:
@@ -185,11 +182,9 @@ class Dispatcher:
         self.outbox.settle(r, t, now, attempt_id=attempt_id)
         return t.outcome
 
-    def _observed(
-        self, r: Claimed, clock: Callable[[], datetime], opted: Mapping[str, set[str]]
-    ) -> Outcome:
+    def _observed(self, r: Claimed, clock: Callable[[], datetime]) -> Outcome:
         try:
-            outcome = self._deliver(r, clock, opted)
+            outcome = self._deliver(r, clock)
         except Exception:
             # A bug must not stop the batch. The lease is kept: when it lapses, an
             # attempt left pending is reconciled, and one never started is retried.
@@ -210,9 +205,7 @@ class Dispatcher:
             self.observer.outcome(r.channel, outcome, lateness)
         return outcome
 
-    def _deliver(
-        self, r: Claimed, clock: Callable[[], datetime], opted: Mapping[str, set[str]]
-    ) -> Outcome:
+    def _deliver(self, r: Claimed, clock: Callable[[], datetime]) -> Outcome:
         now = clock()
         composer = self.composer
         zone = composer.zone(r.recipient.timezone)
@@ -223,8 +216,6 @@ class Dispatcher:
         channel = self.channels.get(r.channel)
         if channel is None or not r.address:
             return self._settled(r, lifecycle.unreachable(r.channel), now)
-        if r.address in opted.get(r.channel, set()):
-            return self._settled(r, lifecycle.opted_out(), now)
         try:
             message = composer.message(r, now)
         except TemplateError as exc:
@@ -247,6 +238,8 @@ class Dispatcher:
         attempt = self.outbox.begin_attempt(
             r, number, self.owner, started, body_digest(message.text)
         )
+        if attempt is None:
+            return Outcome.SUPPRESSED
         try:
             receipt = channel.send(message)
         except DeliveryError as exc:

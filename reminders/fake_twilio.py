@@ -15,6 +15,9 @@ It speaks the slice of Twilio's REST API the service uses, in Twilio's shapes:
   inclusive, as Twilio documents them), paged with ``PageSize``, ``Page`` and ``PageToken``;
 * ``GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json`` fetches one message.
 
+:meth:`FakeTwilio.add_message` seeds a message without a request, with any
+``date_created``: one an earlier run sent hours ago, say, for reconciliation tests.
+
 Faults are injected per test. For each request one :class:`Fault` (or none) is chosen,
 first match wins:
 
@@ -350,7 +353,7 @@ class FakeTwilio:
 
     @property
     def messages(self) -> list[FakeMessage]:
-        """A copy of the accepted messages, oldest first."""
+        """A copy of the accepted (and added) messages, in the order the fake took them."""
         with self._lock:
             return list(self._messages)
 
@@ -376,6 +379,37 @@ class FakeTwilio:
         """Apply ``fault`` to the next ``times`` requests to ``endpoint``."""
         with self._lock:
             self._queue.extend([(fault, endpoint)] * times)
+
+    def add_message(
+        self,
+        to: str,
+        body: str,
+        *,
+        date_created: datetime,
+        from_: str | None = None,
+        messaging_service_sid: str | None = None,
+    ) -> FakeMessage:
+        """Hold a message as if accepted at ``date_created`` (aware), without a request.
+
+        It is listed and fetched like any other (newest ``date_created`` first) and
+        recorded like them; no fault, auth check or validation applies.
+        """
+        if date_created.tzinfo is None:
+            raise ValueError("date_created must be an aware datetime")
+        message = FakeMessage(
+            sid="SM" + uuid.uuid4().hex,
+            account_sid=self.account_sid,
+            to=to,
+            from_=from_,
+            messaging_service_sid=messaging_service_sid,
+            body=body,
+            status_callback=None,
+            validity_period=None,
+            date_created=date_created.astimezone(UTC).replace(microsecond=0),
+        )
+        with self._accepted:
+            self._hold_message(message)
+        return message
 
     def unsubscribe(self, *numbers: str) -> None:
         """Answer 21610 (unsubscribed recipient) to messages for ``numbers``."""
@@ -502,12 +536,16 @@ class FakeTwilio:
                 validity_period=validity,
                 date_created=created.astimezone(UTC).replace(microsecond=0),
             )
-            self._messages.append(message)
-            if self._record is not None:
-                self._record.write(json.dumps(message.to_json(), ensure_ascii=False) + "\n")
-                self._record.flush()
-            self._accepted.notify_all()
+            self._hold_message(message)
         return message
+
+    def _hold_message(self, message: FakeMessage) -> None:
+        """Keep, record and announce an accepted message; the caller holds the lock."""
+        self._messages.append(message)
+        if self._record is not None:
+            self._record.write(json.dumps(message.to_json(), ensure_ascii=False) + "\n")
+            self._record.flush()
+        self._accepted.notify_all()
 
     def _find(self, sid: str) -> FakeMessage | None:
         with self._lock:

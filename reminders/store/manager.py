@@ -8,12 +8,13 @@ transaction together with the attempt's outcome, any opt-out and the audit recor
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from reminders import lifecycle
 from reminders.lifecycle import Transition
-from reminders.store.engine import Store
+from reminders.store.engine import Store, Transaction
 from reminders.store.outbox import Claimed
 
 
@@ -51,25 +52,26 @@ class OutboxManager:
             tx.audit({"at": now, "kind": "reminder.expired", "reminder_id": rid} for rid in expired)
         return expired
 
-    def claim(
-        self, now: datetime, owner: str, lease_until: datetime, limit: int, channels: Sequence[str]
-    ) -> tuple[list[Claimed], dict[str, set[str]]]:
-        """Lease a batch of due reminders; also returns which of their addresses opted out."""
+    def claim(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Claimed]:
+        """Lease a batch of due reminders to ``owner``."""
         with self.store.write() as tx:
-            claimed = tx.outbox.claim_due(now, owner, lease_until, limit)
-            opted = {
-                channel: tx.contacts.opted_out(
-                    channel, (c.address for c in claimed if c.channel == channel and c.address)
-                )
-                for channel in channels
-            }
-        return claimed, opted
+            return tx.outbox.claim_due(now, owner, lease_until, limit)
 
     def begin_attempt(
         self, r: Claimed, number: int, owner: str, now: datetime, body_digest: str
-    ) -> int:
-        """Commit an attempt before the provider is called; returns its id."""
+    ) -> int | None:
+        """Commit an attempt before the provider is called; returns its id.
+
+        The opt-out is read here, in the transaction that records the attempt, not when
+        the batch was claimed: a STOP can arrive while a claimed message waits for the
+        rate limit or for reconciliation, and opting out only suppresses reminders still
+        planned. An opted-out address settles the reminder ``suppressed`` in this same
+        transaction and returns None: nothing may be sent.
+        """
         with self.store.write() as tx:
+            if r.address and tx.contacts.opted_out(r.channel, [r.address]):
+                self._apply(tx, r, lifecycle.opted_out(), now, None)
+                return None
             return tx.attempts.begin(r.id, number, owner, now, body_digest=body_digest)
 
     def settle(
@@ -78,22 +80,27 @@ class OutboxManager:
         """Apply one transition: the attempt's outcome, in-doubt resolutions, the reminder's
         new status, an opt-out and the audit record, in one transaction."""
         with self.store.write() as tx:
-            if attempt_id is not None and t.attempt is not None:
-                tx.attempts.finish(
-                    attempt_id,
-                    t.attempt,
-                    now,
-                    provider_id=t.provider_id,
-                    error_code=t.error_code,
-                    error=t.error,
-                )
-            if t.resolve is not None:
-                tx.attempts.resolve_in_doubt(r.id, t.resolve, now, provider_id=t.provider_id)
-            tx.outbox.settle(r.id, t, now)
-            if t.opt_out and r.address:
-                tx.contacts.opt_out(r.channel, r.address, now, source=f"provider {t.error_code}")
-            if t.event is not None:
-                tx.audit([audit_record(now, r, t.event.kind, t.event.detail)])
+            self._apply(tx, r, t, now, attempt_id)
+
+    def _apply(
+        self, tx: Transaction, r: Claimed, t: Transition, now: datetime, attempt_id: int | None
+    ) -> None:
+        if attempt_id is not None and t.attempt is not None:
+            tx.attempts.finish(
+                attempt_id,
+                t.attempt,
+                now,
+                provider_id=t.provider_id,
+                error_code=t.error_code,
+                error=t.error,
+            )
+        if t.resolve is not None:
+            tx.attempts.resolve_in_doubt(r.id, t.resolve, now, provider_id=t.provider_id)
+        tx.outbox.settle(r.id, t, now)
+        if t.opt_out and r.address:
+            tx.contacts.opt_out(r.channel, r.address, now, source=f"provider {t.error_code}")
+        if t.event is not None:
+            tx.audit([audit_record(now, r, t.event.kind, t.event.detail)])
 
     def release_owner(self, owner: str, now: datetime) -> int:
         """Give back ``owner``'s leases that have no attempt in flight (on shutdown)."""

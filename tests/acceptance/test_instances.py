@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -182,10 +183,57 @@ def test_three_instances_share_the_work_and_send_each_reminder_once(
     assert statuses(postgres_url)["sent"] == len(phones)
 
 
+def owner_of(proc: subprocess.Popen[bytes]) -> str:
+    """The lease owner name a ``reminders run`` process uses (host:pid)."""
+    return f"{socket.gethostname()}:{proc.pid}"
+
+
+def rows(database: str, sql: str, **params: str) -> list[sa.Row[Any]]:
+    """The rows of one read-only query."""
+    engine = sa.create_engine(database)
+    with engine.connect() as conn:
+        found = list(conn.execute(sa.text(sql), params).all())
+    engine.dispose()
+    return found
+
+
+def in_flight(database: str, owner: str) -> tuple[int, int]:
+    """``owner``'s reminders leased in ``sending``, and its attempts not finished."""
+    [(leased,)] = rows(
+        database,
+        "SELECT count(*) FROM reminders WHERE status = 'sending' AND lease_owner = :owner",
+        owner=owner,
+    )
+    [(attempts,)] = rows(
+        database,
+        "SELECT count(*) FROM attempts WHERE owner = :owner AND outcome IN ('pending', 'in_doubt')",
+        owner=owner,
+    )
+    return int(leased), int(attempts)
+
+
+def wait_until_settled(database: str, count: int, limit: float) -> Counter[str]:
+    """Wait until ``count`` reminders are sent and no attempt is unresolved; statuses then."""
+    deadline = time.monotonic() + limit
+    while True:
+        [(open_attempts,)] = rows(
+            database, "SELECT count(*) FROM attempts WHERE outcome IN ('pending', 'in_doubt')"
+        )
+        found = statuses(database)
+        if (found["sent"] == count and not open_attempts) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def test_killed_instance_is_taken_over_after_its_lease_lapses(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    """One instance killed with SIGKILL mid-batch: the others take over its leases, still exactly once."""
+    """One instance killed with SIGKILL mid-send: the others reconcile the sends it left in flight, and every number gets one SMS.
+
+    Catches: survivors that resend a dead instance's leases blindly (without marking
+    its unfinished attempts in doubt and asking the endpoint): its in-flight attempts
+    stay unresolved and a message it got accepted is sent twice.
+    """
     cli = Cli(tmp_path / "config")
     cli.database = postgres_url
     phones = enrol(cli, 1500)
@@ -195,14 +243,52 @@ def test_killed_instance_is_taken_over_after_its_lease_lapses(
         instances(cli, url, 3, **lease) as procs,
     ):
         assert wait_for(record, 200, limit=60) >= 200
+        dead = owner_of(procs[0])
+        # Kill it while it has an attempt in flight (each takes the endpoint's 60 ms).
+        deadline = time.monotonic() + 30
+        while in_flight(postgres_url, dead)[1] == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
         os.kill(procs[0].pid, signal.SIGKILL)
         procs[0].wait(timeout=10)
+        # Its leases last 5 s: what it held when it died is still there to see.
+        leased_at_death, attempts_at_death = in_flight(postgres_url, dead)
         at_kill = count_lines(record)
-        delivered = wait_for(record, len(phones), limit=150)
+        settled = wait_until_settled(postgres_url, len(phones), limit=150)
         codes = stop(procs[1:])
     assert codes == [0, 0]
     assert at_kill < len(phones), "the kill came after the batch was done: nothing to take over"
-    assert delivered == len(phones)
-    per_number = Counter(m.to for m in read_record(record))
+    assert leased_at_death > 0, "the killed instance held no lease when it died"
+    assert attempts_at_death > 0, "the killed instance had no send in flight when it died"
+    assert settled["sent"] == len(phones), settled
+    messages = read_record(record)
+    per_number = Counter(m.to for m in messages)
     assert per_number == Counter(phones), "some number got none or more than one SMS"
-    assert statuses(postgres_url)["sent"] == len(phones)
+
+    # Every send the dead instance left in flight was reconciled by a survivor: found at
+    # the endpoint (recorded with that message's SID) or absent (then sent once by a survivor).
+    attempts = rows(
+        postgres_url,
+        "SELECT a.id, a.reminder_id, a.owner, a.outcome, a.provider_id, r.provider_id AS final"
+        " FROM attempts a JOIN reminders r ON r.id = a.reminder_id ORDER BY a.id",
+    )
+    survivors = {owner_of(p) for p in procs[1:]}
+    assert {a.owner for a in attempts} <= {dead, *survivors}
+    doubted = [a for a in attempts if a.owner == dead and a.outcome != "sent"]
+    assert len(doubted) == attempts_at_death
+    assert {a.outcome for a in doubted} <= {"in_doubt:sent", "in_doubt:absent"}, doubted
+    sids = {m.sid for m in messages}
+    later = Counter(a.reminder_id for a in attempts if a.owner != dead)
+    for a in doubted:
+        if a.outcome == "in_doubt:sent":
+            assert a.provider_id in sids
+            assert a.final == a.provider_id
+            assert later[a.reminder_id] == 0, "found at the endpoint, yet sent again"
+        else:
+            [resend] = [b for b in attempts if b.reminder_id == a.reminder_id and b.id != a.id]
+            assert (resend.owner in survivors, resend.outcome) == (True, "sent")
+            assert a.final == resend.provider_id
+    reconciled = rows(
+        postgres_url,
+        "SELECT reminder_id FROM audit_events WHERE kind = 'reminder.reconciled' ORDER BY id",
+    )
+    assert sorted(r.reminder_id for r in reconciled) == sorted(a.reminder_id for a in doubted)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from reminders.channels.base import Message
+import sqlalchemy as sa
+
+from reminders.channels.base import Message, Receipt, body_digest
 from reminders.channels.memory import MemoryChannel
 from reminders.dispatch import Dispatcher
 from reminders.errors import DeliveryError, InDoubtError, PermanentError, TransientError
 from reminders.models import Schedules
+from reminders.ratelimit import TokenBucket
 from reminders.store import Store, TimelineEntry
 from reminders.sync import sync_patients
 from reminders.templates import Templates
@@ -20,6 +23,8 @@ from reminders.testing import make_dispatcher
 from tests.integration.test_sync import patient, timeline, write
 
 ENROLLED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+#: The phone number of the sample patient records (``patient()``).
+PHONE = "+12015550123"
 #: Day 1 after a 2026-11-24 surgery, 10:30 in New York: the day-1 milestone is due.
 DAY1 = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)
 
@@ -30,6 +35,8 @@ def dispatcher(
     templates: Templates,
     sms: MemoryChannel | None = None,
     email: MemoryChannel | None = None,
+    *,
+    limits: Mapping[str, TokenBucket] | None = None,
 ) -> Dispatcher:
     return make_dispatcher(
         store,
@@ -38,6 +45,7 @@ def dispatcher(
         {"sms": sms or MemoryChannel("sms"), "email": email or MemoryChannel("email")},
         owner="test",
         rng=random.Random(1),
+        limits=limits,
     )
 
 
@@ -244,7 +252,7 @@ def test_abandoned_lease_without_attempt_is_claimed_again(
     assert d.tick(DAY1 + timedelta(minutes=6)).counts["sent"] == 2
 
 
-def test_opted_out_address_is_suppressed_at_send_time(
+def test_opt_out_suppresses_pending_sms_and_opting_back_in_resumes_future_ones(
     store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
 ) -> None:
     """An opt-out suppresses that number's SMS; opting back in resumes only those not yet due."""
@@ -263,6 +271,140 @@ def test_opted_out_address_is_suppressed_at_send_time(
     assert {e.status for e in sms if e.due_at <= DAY1} == {"suppressed"}  # not sent late
 
 
+def due_sms(store: Store, pid: str) -> list[TimelineEntry]:
+    """The SMS reminders of ``pid`` due by :data:`DAY1`."""
+    return [e for e in timeline(store, pid) if e.channel == "sms" and e.due_at <= DAY1]
+
+
+def test_patient_enrolled_with_a_number_that_opted_out_earlier_gets_no_sms(
+    store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
+) -> None:
+    """A patient enrolled after their number replied STOP has the due SMS suppressed at send time, and the channel is never called.
+
+    Catches: dispatcher without the send-time opt-out check (the sync plans the new
+    patient's SMS as ``planned``; the opt-out recorded before enrolment touched no row).
+    """
+    with store.write() as tx:
+        tx.contacts.opt_out("sms", PHONE, ENROLLED - timedelta(days=30), source="sms stop")
+    enrol(store, shipped, tmp_path, "P-1")
+    assert {e.status for e in due_sms(store, "P-1")} == {"planned"}  # nothing suppressed yet
+    sms, email = MemoryChannel("sms"), MemoryChannel("email")
+    report = dispatcher(store, shipped, templates, sms, email).tick(DAY1)
+    assert sms.calls == []
+    assert [(e.status, e.attempts) for e in due_sms(store, "P-1")] == [("suppressed", 0)]
+    assert report.counts["suppressed"] == 1
+    assert [m.to for m in email.sent] == ["p-1@example.com"]  # email is not opted out
+
+
+def test_phone_changed_to_an_opted_out_number_gets_no_sms(
+    store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
+) -> None:
+    """A patient whose phone number changes to one that replied STOP has the due SMS suppressed at send time, and the channel is never called.
+
+    Catches: dispatcher without the send-time opt-out check (the re-sync keeps the
+    patient's SMS ``planned``; they now go to a number that opted out before).
+    """
+    path = tmp_path / "p.yaml"
+    sync_patients(store, shipped, write(path, patient("P-1", phone="+12015550199")), ENROLLED)
+    with store.write() as tx:
+        tx.contacts.opt_out("sms", PHONE, ENROLLED, source="sms stop")
+    assert {e.status for e in due_sms(store, "P-1")} == {"planned"}  # another number opted out
+    sync_patients(store, shipped, write(path, patient("P-1", phone=PHONE)), ENROLLED)
+    assert {e.status for e in due_sms(store, "P-1")} == {"planned"}  # the sync left them planned
+    sms = MemoryChannel("sms")
+    report = dispatcher(store, shipped, templates, sms).tick(DAY1)
+    assert sms.calls == []
+    assert [(e.status, e.attempts) for e in due_sms(store, "P-1")] == [("suppressed", 0)]
+    assert report.counts["suppressed"] == 1
+
+
+class StopWhileWaiting(TokenBucket):
+    """A rate limiter during whose wait the patient replies STOP.
+
+    The dispatcher asks the limiter after it has claimed a reminder and before it calls
+    the provider; ``acquire`` records the opt-out there, in a transaction of its own,
+    as the inbound webhook does, and notes what the claimed SMS looked like then.
+    """
+
+    def __init__(self, store: Store, number: str) -> None:
+        super().__init__(0)
+        self.store = store
+        self.number = number
+        #: Statuses of the due SMS when the STOP was recorded, one set per wait.
+        self.seen: list[set[str]] = []
+
+    def acquire(self) -> float:
+        """Record the STOP (once) instead of waiting."""
+        with self.store.write() as tx:
+            if not self.seen:
+                tx.contacts.opt_out("sms", self.number, DAY1, source="sms stop")
+            self.seen.append(
+                {
+                    e.status
+                    for e in tx.views.timeline("P-1")
+                    if e.channel == "sms" and e.due_at <= DAY1
+                }
+            )
+        return 0.0
+
+
+def test_stop_between_claim_and_send_suppresses_the_claimed_sms(
+    store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
+) -> None:
+    """A STOP recorded after an SMS was claimed but before the provider call suppresses it: the channel is never called.
+
+    Catches: dispatcher that checks opt-outs only when it claims the batch (a STOP
+    while the SMS waits for the rate limit is sent anyway; the store's opt-out only
+    suppresses ``planned`` rows, and this one is already ``sending``).
+    """
+    enrol(store, shipped, tmp_path, "P-1")
+    stop = StopWhileWaiting(store, PHONE)
+    sms, email = MemoryChannel("sms"), MemoryChannel("email")
+    report = dispatcher(store, shipped, templates, sms, email, limits={"sms": stop}).tick(DAY1)
+    assert stop.seen[:1] == [{"sending"}]  # the STOP came after the claim
+    assert sms.calls == []
+    assert [(e.status, e.attempts) for e in due_sms(store, "P-1")] == [("suppressed", 0)]
+    assert report.counts["suppressed"] == 1
+    assert [m.to for m in email.sent] == ["p-1@example.com"]
+
+
+class StopWhileReconciling(MemoryChannel):
+    """An SMS channel during whose reconciliation lookup the patient replies STOP."""
+
+    def __init__(self, store: Store, number: str, fail: Callable[[Message], DeliveryError | None]):
+        super().__init__("sms", fail=fail)
+        self.store = store
+        self.number = number
+
+    def reconcile(
+        self, message: Message, since: datetime, digests: frozenset[str]
+    ) -> Receipt | None:
+        """Record the STOP, then answer as the memory channel does."""
+        with self.store.write() as tx:
+            tx.contacts.opt_out("sms", self.number, since, source="sms stop")
+        return super().reconcile(message, since, digests)
+
+
+def test_stop_while_an_in_doubt_sms_is_reconciled_suppresses_it_instead_of_resending(
+    store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
+) -> None:
+    """A STOP recorded while an in-doubt SMS is looked up at the provider, which has nothing, suppresses it: it is not resent.
+
+    Catches: dispatcher that checks opt-outs before reconciling and not after (the
+    lookup finds nothing, and the SMS is resent to a number that just opted out).
+    """
+    enrol(store, shipped, tmp_path, "P-1")
+    sms = StopWhileReconciling(store, PHONE, once(InDoubtError("connection reset")))
+    d = dispatcher(store, shipped, templates, sms)
+    assert d.tick(DAY1).counts["in_doubt"] == 1
+    report = d.tick(sms_entry(store).not_before)
+    assert len(sms.reconciled) == 1
+    assert len(sms.calls) == 1  # the first, in-doubt try only
+    assert sms.sent == []
+    assert report.counts["suppressed"] == 1
+    assert (sms_entry(store).status, sms_entry(store).attempts) == ("suppressed", 1)
+
+
 def test_completed_when_nothing_is_left(
     store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
 ) -> None:
@@ -277,16 +419,23 @@ def test_completed_when_nothing_is_left(
 def test_every_attempt_is_written_before_the_provider_is_called(
     store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
 ) -> None:
-    """When the channel is called, a pending attempt for that reminder is already committed."""
+    """When either channel is called, a pending attempt with the text's digest is already committed for that reminder."""
     enrol(store, shipped, tmp_path, "P-1")
-    seen: list[int] = []
+    seen: list[tuple[str, list[tuple[str, str | None]]]] = []
 
     def check(message: Message) -> DeliveryError | None:
-        with store.read() as tx:
-            entry = next(e for e in tx.views.timeline("P-1") if e.id == message.reminder_id)
-            seen.append(entry.attempts)
+        with store.engine.connect() as conn:  # another connection: sees only what is committed
+            found = conn.execute(
+                sa.text("SELECT outcome, body_digest FROM attempts WHERE reminder_id = :id"),
+                {"id": message.reminder_id},
+            ).all()
+        seen.append((message.channel, [(row.outcome, row.body_digest) for row in found]))
         return None
 
-    sms = MemoryChannel("sms", fail=check)
-    dispatcher(store, shipped, templates, sms).tick(DAY1)
-    assert seen == [1]
+    sms, email = MemoryChannel("sms", fail=check), MemoryChannel("email", fail=check)
+    assert dispatcher(store, shipped, templates, sms, email).tick(DAY1).counts["sent"] == 2
+    digests = {m.channel: body_digest(m.text) for m in sms.sent + email.sent}
+    assert sorted(seen) == [
+        ("email", [("pending", digests["email"])]),
+        ("sms", [("pending", digests["sms"])]),
+    ]

@@ -21,13 +21,26 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
+from reminders.channels.base import Message, Receipt, body_digest
 from reminders.channels.memory import MemoryChannel
-from reminders.channels.twilio import MAX_VALIDITY, TwilioChannel, TwilioSettings
+from reminders.channels.twilio import (
+    MAX_VALIDITY,
+    RECONCILE_SLACK,
+    TwilioChannel,
+    TwilioSettings,
+)
 from reminders.compose import Composer
 from reminders.dispatch import Dispatcher
-from reminders.fake_twilio import DEFAULT_AUTH_TOKEN, FakeTwilio, Fault, RecordedRequest
+from reminders.fake_twilio import (
+    DEFAULT_AUTH_TOKEN,
+    FakeTwilio,
+    Fault,
+    RecordedRequest,
+    twilio_client,
+)
 from reminders.models import Recipient, Schedules
 from reminders.ratelimit import TokenBucket
 from reminders.store import Store, TimelineEntry
@@ -379,7 +392,7 @@ def test_dropped_connection_is_in_doubt_and_delivered_exactly_once(rig: Rig) -> 
 
 
 def test_token_bucket_spaces_create_requests(rig: Rig) -> None:
-    """At 5 messages per second, ten SMS reach the endpoint spread over at least ~1.8 s."""
+    """At 5 messages per second, ten SMS reach the endpoint spread over at least 1.6 s (nine 0.2 s gaps, less slack)."""
     arrivals: list[float] = []
 
     def stamp(_index: int, _params: Mapping[str, str]) -> None:
@@ -492,5 +505,221 @@ def test_reconciliation_that_cannot_list_waits_and_never_resends_blindly(rig: Ri
     assert rig.entry().status == "planned"
     assert dispatcher.tick(rig.entry().not_before).counts["reconciled"] == 1
     assert rig.methods() == ["POST", "GET", "GET"]
+    assert rig.fake.messages == [accepted]
+    assert (rig.entry().status, rig.entry().provider_id) == ("sent", accepted.sid)
+
+
+# -- How reconciliation recognises a message: its own text, since an hour before --------
+
+#: Two different texts for one number (fictional).
+FIRST = "NJOI: Hi Dana. Keep your brace on and use both crutches. Questions? (201) 555-0100"
+SECOND = "NJOI: Hi Dana. Week 2: start gentle ankle pumps. Questions? (201) 555-0100"
+PHONE = "+12015550123"
+
+
+def sms(text: str, reminder_id: int = 1) -> Message:
+    """An SMS to :data:`PHONE` for reminder ``reminder_id``."""
+    return Message(reminder_id=reminder_id, channel="sms", to=PHONE, text=text)
+
+
+def digests(*texts: str) -> frozenset[str]:
+    """The digests in-doubt attempts that sent ``texts`` hold."""
+    return frozenset(body_digest(t) for t in texts)
+
+
+def test_reconcile_returns_the_message_with_its_own_text_not_a_newer_one_to_the_same_number() -> (
+    None
+):
+    """Of two messages to one number, reconciling one text returns that text's SID, though the other is newer and listed first.
+
+    Catches: reconciliation that ignores the text digest (it takes the newest message
+    to the number).
+    """
+    with FakeTwilio() as fake:
+        channel = TwilioChannel(settings_for(fake))
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        first = channel.send(sms(FIRST, 1))
+        second = channel.send(sms(SECOND, 2))
+        listed = [m.sid for m in twilio_client(fake).messages.list(to=PHONE)]
+        assert listed == [second.provider_id, first.provider_id]  # newest first
+        assert channel.reconcile(sms(FIRST, 1), since, digests(FIRST)) == first
+        assert channel.reconcile(sms(SECOND, 2), since, digests(SECOND)) == second
+
+
+def test_reconcile_finds_nothing_when_only_another_text_went_to_the_number() -> None:
+    """Reconciling a text the endpoint never took returns nothing, though another message to that number is there.
+
+    Catches: reconciliation that ignores the text digest (it takes any message to the
+    number as this one's).
+    """
+    with FakeTwilio() as fake:
+        channel = TwilioChannel(settings_for(fake))
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        channel.send(sms(SECOND, 2))
+        assert channel.reconcile(sms(FIRST, 1), since, digests(FIRST)) is None
+
+
+def test_reconcile_matches_the_text_the_in_doubt_attempt_sent_when_the_message_now_reads_differently() -> (
+    None
+):
+    """A message that renders differently now (the patient was renamed) is still found by the text the in-doubt attempt sent.
+
+    Catches: reconciliation that ignores the in-doubt attempts' digests and compares
+    only the text rendered now (the message it did send is missed, and resent).
+    """
+    renamed = FIRST.replace("Dana", "Danielle")
+    with FakeTwilio() as fake:
+        channel = TwilioChannel(settings_for(fake))
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        sent = channel.send(sms(FIRST))
+        assert channel.reconcile(sms(renamed), since, digests(FIRST)) == sent
+        assert channel.reconcile(sms(renamed), since, digests(SECOND)) is None
+
+
+def test_reconcile_counts_an_identical_text_only_from_an_hour_before_the_attempt() -> None:
+    """An identical text created a minute more than an hour before the in-doubt attempt does not count as its message; one a minute less than an hour before does.
+
+    Catches: reconciliation that ignores its time floor (an old message with the same
+    text, a week's repeat or an earlier resend, is taken for the one in doubt), and one
+    that drops the hour of slack for clock skew (the floor at the attempt itself).
+    """
+    with FakeTwilio() as fake:
+        channel = TwilioChannel(settings_for(fake))
+        since = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+        old = fake.add_message(
+            PHONE, FIRST, date_created=since - RECONCILE_SLACK - timedelta(minutes=1), from_=FROM
+        )
+        [listed] = twilio_client(fake).messages.list(to=PHONE)
+        assert (listed.sid, listed.date_created) == (old.sid, old.date_created)
+        assert channel.reconcile(sms(FIRST), since, digests(FIRST)) is None
+        skewed = fake.add_message(
+            PHONE, FIRST, date_created=since - RECONCILE_SLACK + timedelta(minutes=1), from_=FROM
+        )
+        assert channel.reconcile(sms(FIRST), since, digests(FIRST)) == Receipt(skewed.sid)
+
+
+def provider_ids(store: Store, pid: str) -> set[str]:
+    """Every provider id the outbox holds for ``pid``: reminders, attempts, audit events."""
+    ids = {e.provider_id for e in timeline(store, pid) if e.provider_id}
+    with store.engine.connect() as conn:
+        ids.update(
+            conn.execute(
+                sa.text(
+                    "SELECT a.provider_id FROM attempts a JOIN reminders r ON r.id = a.reminder_id"
+                    " WHERE r.patient_id = :pid AND a.provider_id IS NOT NULL"
+                ),
+                {"pid": pid},
+            ).scalars()
+        )
+    with store.read() as tx:
+        ids.update(
+            str(e["detail"]["provider_id"])
+            for e in tx.views.audit_events(pid)
+            if e["detail"].get("provider_id")
+        )
+    return ids
+
+
+def in_doubt_then_another_patient_texted(rig: Rig, fault: Fault) -> tuple[Dispatcher, datetime]:
+    """P-1's day-1 SMS left in doubt by ``fault``; then P-2 (Lee, same number) sent theirs.
+
+    Returns the dispatcher and the time P-1's retry is due. P-2's message is newer than
+    anything P-1's attempt sent, so the endpoint lists it first.
+    """
+    rig.enrol(dana(channels=["sms"]))
+    rig.fake.fail_next(fault)
+    dispatcher = rig.dispatcher()
+    assert dispatcher.tick(rig.due.at).counts["in_doubt"] == 1
+    retry_at = rig.entry().not_before
+    assert retry_at > rig.due.at
+    rig.enrol(dana(channels=["sms"]), dana("P-2", first_name="Lee", channels=["sms"]))
+    assert (rig.entry().status, rig.entry().not_before) == ("planned", retry_at)  # untouched
+    assert dispatcher.tick(rig.due.at).counts["sent"] == 1  # P-2 only: P-1 waits for its retry
+    return dispatcher, retry_at
+
+
+def test_in_doubt_sms_is_matched_to_its_own_message_not_another_patients_newer_one(
+    rig: Rig,
+) -> None:
+    """Two patients share a number: P-1's accepted-then-500 SMS is reconciled with its own SID, not with P-2's newer message.
+
+    Catches: reconciliation that ignores the text digest (P-1 would be recorded sent
+    with P-2's SID, the newest message to the number).
+    """
+    dispatcher, retry_at = in_doubt_then_another_patient_texted(rig, Fault.accept_then_500())
+    mine, other = rig.fake.messages
+    assert "Lee" in other.body
+    assert "Lee" not in mine.body
+    report = dispatcher.tick(retry_at)
+    assert (report.counts["reconciled"], report.counts["sent"]) == (1, 0)
+    assert rig.fake.messages == [mine, other]
+    assert (rig.entry().status, rig.entry().provider_id) == ("sent", mine.sid)
+    assert rig.entry("P-2").provider_id == other.sid
+    assert provider_ids(rig.store, "P-1") == {mine.sid}
+
+
+def test_in_doubt_sms_the_endpoint_never_took_is_resent_not_matched_to_another_patients_message(
+    rig: Rig,
+) -> None:
+    """Two patients share a number: P-1's SMS answered 500 and never taken is resent, not recorded with P-2's SID.
+
+    Catches: reconciliation that ignores the text digest (P-1 would be marked sent
+    with P-2's message, and never get its own).
+    """
+    dispatcher, retry_at = in_doubt_then_another_patient_texted(rig, Fault.status(500))
+    [other] = rig.fake.messages
+    report = dispatcher.tick(retry_at)
+    assert (report.counts["sent"], report.counts["reconciled"]) == (1, 0)
+    other_again, mine = rig.fake.messages
+    assert other_again == other
+    assert mine.body == rig.creates()[0].params["Body"]  # P-1's text, taken at last
+    assert (rig.entry().status, rig.entry().attempts, rig.entry().provider_id) == (
+        "sent",
+        2,
+        mine.sid,
+    )
+    assert provider_ids(rig.store, "P-1") == {mine.sid}
+    assert other.sid not in provider_ids(rig.store, "P-1")
+
+
+def test_in_doubt_sms_is_not_matched_to_an_identical_text_from_before_the_floor(
+    rig: Rig,
+) -> None:
+    """An identical text to the number created three hours before the in-doubt attempt is not taken for it: the SMS is resent and recorded with its new SID.
+
+    Catches: reconciliation that ignores its one-hour time floor (the old message's SID
+    would be recorded and nothing sent).
+    """
+    rig.enrol(dana(channels=["sms"]))
+    rig.fake.fail_next(Fault.status(500))
+    dispatcher = rig.dispatcher()
+    assert dispatcher.tick(rig.due.at).counts["in_doubt"] == 1
+    assert rig.fake.messages == []
+    body = rig.creates()[0].params["Body"]
+    old = rig.fake.add_message(
+        PHONE, body, date_created=rig.due.at - timedelta(hours=3), from_=FROM
+    )
+    report = dispatcher.tick(rig.entry().not_before)
+    assert (report.counts["sent"], report.counts["reconciled"]) == (1, 0)
+    old_again, new = rig.fake.messages
+    assert (old_again, new.body) == (old, body)
+    assert (rig.entry().status, rig.entry().provider_id) == ("sent", new.sid)
+    assert provider_ids(rig.store, "P-1") == {new.sid}
+
+
+def test_in_doubt_sms_of_a_renamed_patient_is_found_by_the_text_it_sent(rig: Rig) -> None:
+    """A patient renamed after an accepted-then-500 SMS: the retry renders another text, yet the accepted message is found and nothing is resent.
+
+    Catches: reconciliation that ignores the in-doubt attempt's digest and looks only
+    for the text rendered now (the patient would get the message twice).
+    """
+    rig.enrol(dana(channels=["sms"]))
+    rig.fake.fail_next(Fault.accept_then_500())
+    dispatcher = rig.dispatcher()
+    assert dispatcher.tick(rig.due.at).counts["in_doubt"] == 1
+    [accepted] = rig.fake.messages
+    rig.enrol(dana(channels=["sms"], first_name="Danielle"))
+    report = dispatcher.tick(rig.entry().not_before + timedelta(minutes=1))
+    assert (report.counts["reconciled"], report.counts["sent"]) == (1, 0)
     assert rig.fake.messages == [accepted]
     assert (rig.entry().status, rig.entry().provider_id) == ("sent", accepted.sid)
