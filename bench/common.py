@@ -266,9 +266,9 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def fake_twilio(*extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``python -m reminders.fake_twilio`` in its own process (its CPU is not ours): (url, process)."""
+    """``python -m reminders.testing.twilio`` in its own process (its CPU is not ours): (url, process)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reminders.fake_twilio", *extra],
+        [sys.executable, "-m", "reminders.testing.twilio", *extra],
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
@@ -290,7 +290,7 @@ def fake_twilio(*extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
 
 def twilio_env(url: str) -> dict[str, str]:
     """Environment pointing the real twilio client at a fake endpoint, rate limit off."""
-    from reminders.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+    from reminders.testing.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 
     return {
         "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,

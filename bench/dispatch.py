@@ -11,7 +11,7 @@ INFO as ``reminders run`` writes them, to /dev/null, the metrics observer attach
 
 1. through an in-memory channel: the CPU of this process per message is the project's
    overhead (claim, render, attempt and outcome records, logs, metrics);
-2. through ``TwilioChannel`` to ``python -m reminders.fake_twilio`` in its own process:
+2. through ``TwilioChannel`` to ``python -m reminders.testing.twilio`` in its own process:
    messages per second (wall clock), and the CPU per message minus the CPU the worker
    threads spent inside ``TwilioChannel.send`` (the twilio client, requests, HTTP).
 

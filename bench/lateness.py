@@ -6,7 +6,7 @@ SPEC section 10: p99 lateness <= 2 s while running.
 plus a ``bench-lateness`` protocol whose milestones are all on day 0, each at its own
 second (``send_time: "HH:MM:SS"``), over ``--seconds`` seconds, for ``--patients``
 patients (SMS only), so reminders fall due continuously. SMS go through the real twilio
-client to ``python -m reminders.fake_twilio`` (its own process, rate limit off). This
+client to ``python -m reminders.testing.twilio`` (its own process, rate limit off). This
 process timestamps each message as it lands in the fake's ``--record`` file (polled every
 2 ms); lateness = that arrival time - the reminder's ``due_at``. The service's own
 ``sent_at - due_at`` (recorded after Twilio answered) is shown beside it.

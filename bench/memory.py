@@ -5,7 +5,7 @@ SPEC section 10: ``run`` resident memory <= 150 MB with 100,000 enrolled patient
 The patients (surgery dates spread over the past 200 days and the next 30, five time
 zones, SMS and email) are synced into a fresh store by this process first, as
 ``bench/plan.py`` does. Then ``reminders run`` starts on that store and the same CSV (its
-start-up sync finds nothing changed) with SMS to ``python -m reminders.fake_twilio`` and
+start-up sync finds nothing changed) with SMS to ``python -m reminders.testing.twilio`` and
 email to an aiosmtpd sink, both in their own processes and with rate limits off. It
 delivers whatever is due now; once the due backlog is empty it is left idle for
 ``--idle`` seconds, then VmRSS and VmHWM (the peak) are read from /proc/<pid>/status.

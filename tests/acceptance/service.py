@@ -6,7 +6,7 @@ instants a few seconds away (``send_time`` with seconds, in a zone where those
 instants are around noon, so no due time crosses local midnight), and a handful of
 fictional patients. :class:`RunningService` starts the installed ``reminders``
 executable on a free port with the production environment variables pointing at an
-in-process :class:`~reminders.fake_twilio.FakeTwilio` and
+in-process :class:`~reminders.testing.twilio.FakeTwilio` and
 :class:`~reminders.fake_smtp.SmtpRecorder`, and signs Twilio webhooks the way Twilio does.
 """
 
@@ -29,8 +29,8 @@ import yaml
 from twilio.request_validator import RequestValidator
 
 from reminders.fake_smtp import SmtpRecorder
-from reminders.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
 from reminders.testing import zone_at
+from reminders.testing.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
 
 from .conftest import REMINDERS, REPO, TIMEOUT, Result, clean_env
 

@@ -1,7 +1,7 @@
 """Acceptance: ``reminders tick`` killed with SIGKILL mid-batch, then run again, sends each SMS once.
 
 The Twilio-compatible endpoint runs in its own process (``python -m
-reminders.fake_twilio``) with latency, recording every message it accepts to a file;
+reminders.testing.twilio``) with latency, recording every message it accepts to a file;
 ``tick`` runs as a subprocess configured through the environment, as in production.
 The tick time is two hours before the real clock, because the channel reads the
 real clock for ``ValidityPeriod`` and reconciliation matches the endpoint's own
@@ -25,13 +25,13 @@ from typing import Any
 
 import phonenumbers
 
-from reminders.fake_twilio import (
+from reminders.testing import zone_at
+from reminders.testing.twilio import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
     FakeMessage,
     read_record,
 )
-from reminders.testing import zone_at
 
 from .conftest import REMINDERS, TIMEOUT, Cli, Result, clean_env, iso, tick_counts
 
@@ -108,14 +108,14 @@ class Scenario:
 
 @contextlib.contextmanager
 def fake_twilio(tmp_path: Path, *options: str) -> Iterator[tuple[str, Path]]:
-    """Run ``python -m reminders.fake_twilio`` with ``options``; yields its URL and record file.
+    """Run ``python -m reminders.testing.twilio`` with ``options``; yields its URL and record file.
 
     The process is stopped (SIGTERM, then SIGKILL) however the test ends.
     """
     record = tmp_path / "twilio-record.jsonl"
     with (tmp_path / "fake-twilio.err").open("w") as errors:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "reminders.fake_twilio", "--record", str(record), *options],
+            [sys.executable, "-m", "reminders.testing.twilio", "--record", str(record), *options],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=errors,

@@ -1,6 +1,6 @@
 """Acceptance: with a fifth of Twilio requests failing transiently, repeated ticks deliver each SMS once.
 
-The endpoint (``python -m reminders.fake_twilio --fail-rate 0.2``) answers a seeded
+The endpoint (``python -m reminders.testing.twilio --fail-rate 0.2``) answers a seeded
 fifth of create requests with 500, 503, 429 (Retry-After: 1) or "accepted, then 500";
 ``reminders tick`` runs every ten minutes of simulated time until every reminder is
 settled. Helpers and the tick-time reasoning are shared with :mod:`.test_crash`.
@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from reminders.fake_twilio import FakeMessage, read_record
+from reminders.testing.twilio import FakeMessage, read_record
 
 from .conftest import Cli
 from .test_crash import DAY1, Scenario, fake_twilio, tick

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reminders.fake_twilio import read_record
 from reminders.testing import zone_at
+from reminders.testing.twilio import read_record
 from tests.acceptance.conftest import REMINDERS, Cli
 from tests.acceptance.test_crash import count_lines, fake_twilio, twilio_env
 

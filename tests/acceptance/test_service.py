@@ -3,7 +3,7 @@
 Each test starts the installed executable on a free port with the production
 environment variables (helpers in :mod:`.service`), talks to it over HTTP as Twilio, a
 mail client or a Prometheus scraper would, and asserts on what the in-process
-:class:`~reminders.fake_twilio.FakeTwilio` and :class:`~reminders.fake_smtp.SmtpRecorder`
+:class:`~reminders.testing.twilio.FakeTwilio` and :class:`~reminders.fake_smtp.SmtpRecorder`
 received and on ``reminders timeline --json``. Day-0 milestones are due at real instants
 a few seconds ahead (or already due, a minute ago), so the service's own clock drives
 every send.
@@ -26,7 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reminders.fake_smtp import SmtpRecorder
-from reminders.fake_twilio import FakeMessage, FakeTwilio
+from reminders.testing.twilio import FakeMessage, FakeTwilio
 
 from .service import (
     CLINIC_NAME,

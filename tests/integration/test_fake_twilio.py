@@ -17,7 +17,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from reminders.fake_twilio import (
+from reminders.testing.twilio import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
     FakeTwilio,
@@ -234,12 +234,12 @@ def test_fault_hook_and_fail_rate_pick_create_requests() -> None:
 
 
 def test_subprocess_serves_records_and_exits_on_sigterm(tmp_path: Path) -> None:
-    """python -m reminders.fake_twilio prints its URL, records an accepted message, exits on SIGTERM."""
+    """python -m reminders.testing.twilio prints its URL, records an accepted message, exits on SIGTERM."""
     record = tmp_path / "accepted.jsonl"
     command = [
         sys.executable,
         "-m",
-        "reminders.fake_twilio",
+        "reminders.testing.twilio",
         "--port",
         "0",
         "--record",

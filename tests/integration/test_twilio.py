@@ -34,19 +34,19 @@ from reminders.channels.twilio import (
 )
 from reminders.compose import Composer
 from reminders.dispatch import Dispatcher
-from reminders.fake_twilio import (
-    DEFAULT_AUTH_TOKEN,
-    FakeTwilio,
-    Fault,
-    RecordedRequest,
-    twilio_client,
-)
 from reminders.models import Recipient, Schedules
 from reminders.ratelimit import TokenBucket
 from reminders.store import Store, TimelineEntry
 from reminders.sync import sync_patients
 from reminders.templates import Templates
 from reminders.testing import make_dispatcher, make_schedules, zone_at
+from reminders.testing.twilio import (
+    DEFAULT_AUTH_TOKEN,
+    FakeTwilio,
+    Fault,
+    RecordedRequest,
+    twilio_client,
+)
 from tests.conftest import REPO
 from tests.integration.test_sync import patient, timeline, write
 
