@@ -108,6 +108,7 @@ class Settings:
             if not env.get("EMAIL_FROM"):
                 raise ConfigError(ENVIRONMENT, "is required with SMTP_HOST", field="EMAIL_FROM")
             default_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
+            ca_file = env.get("SMTP_CA_FILE") or None
             smtp = SmtpSettings(
                 host=env["SMTP_HOST"],
                 port=int(_number(env, "SMTP_PORT", default_port)),
@@ -116,7 +117,17 @@ class Settings:
                 username=env.get("SMTP_USERNAME") or None,
                 password=env.get("SMTP_PASSWORD") or None,
                 timeout=_number(env, "SMTP_TIMEOUT", 30.0),
+                ca_file=ca_file,
             )
+            if ca_file:
+                try:
+                    smtp.tls_context()
+                except OSError as exc:  # ssl.SSLError (not PEM) is an OSError too
+                    raise ConfigError(
+                        ENVIRONMENT,
+                        f"cannot read CA certificates from {ca_file!r}: {exc}",
+                        field="SMTP_CA_FILE",
+                    ) from None
         return cls(
             twilio=twilio,
             smtp=smtp,
