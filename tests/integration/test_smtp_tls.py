@@ -6,6 +6,8 @@ test CA the way a clinic trusts its relay's private CA: through ``SMTP_CA_FILE``
 
 from __future__ import annotations
 
+import gc
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,6 +156,22 @@ def test_wrong_password_is_a_transient_error_with_code_535(ca: trustme.CA, ca_fi
         assert {(x.user, x.accepted) for x in srv.logins} == {(USER, False)}
         assert srv.mail_from == []
         assert srv.messages == []
+
+
+def test_a_refused_login_closes_its_connection(ca: trustme.CA, ca_file: str) -> None:
+    """Each refused login closes the socket it opened: a service retrying with a bad password leaks nothing.
+
+    Catches: the connection of a session whose STARTTLS or login failed left open (one socket per retry).
+    """
+    with server(ca, "starttls", users={USER: PASSWORD}) as srv:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", ResourceWarning)
+            for _ in range(3):
+                with pytest.raises(TransientError):
+                    send(channel(srv, "starttls", ca_file, username=USER, password="wrong-pw"))
+            gc.collect()
+        assert len(srv.logins) >= 3
+    assert [str(w.message) for w in seen if issubclass(w.category, ResourceWarning)] == []
 
 
 @pytest.mark.parametrize(("mode", "security"), [("starttls", "starttls"), ("ssl", "ssl")])
