@@ -40,6 +40,15 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _number(env, name, float(default))
+    if not (value.is_integer() and 1 <= value <= 65535):
+        raise ConfigError(
+            ENVIRONMENT, f"expected a port from 1 to 65535, got {env.get(name)!r}", field=name
+        )
+    return int(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """What the process was told by its environment."""
@@ -111,7 +120,7 @@ class Settings:
             ca_file = env.get("SMTP_CA_FILE") or None
             smtp = SmtpSettings(
                 host=env["SMTP_HOST"],
-                port=int(_number(env, "SMTP_PORT", default_port)),
+                port=_port(env, "SMTP_PORT", default_port),
                 sender=env["EMAIL_FROM"],
                 security=cast(Security, security),
                 username=env.get("SMTP_USERNAME") or None,
@@ -136,7 +145,7 @@ class Settings:
             public_url=public_url,
             secret_key=env.get("REMINDERS_SECRET_KEY") or None,
             http_host=env.get("REMINDERS_HTTP_HOST") or "127.0.0.1",
-            http_port=int(_number(env, "REMINDERS_HTTP_PORT", 8080)),
+            http_port=_port(env, "REMINDERS_HTTP_PORT", 8080),
             lease_seconds=_number(env, "REMINDERS_LEASE_SECONDS", 600.0) or 600.0,
             workers=max(int(_number(env, "REMINDERS_WORKERS", 8)), 1),
             batch_size=max(int(_number(env, "REMINDERS_BATCH_SIZE", 100)), 1),
