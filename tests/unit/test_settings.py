@@ -88,7 +88,10 @@ def test_smtp_security_defaults_to_starttls_on_587() -> None:
 
 
 def test_explicit_values_override_the_defaults() -> None:
-    """Every setting given in the environment is the one used."""
+    """Every setting given in the environment is the one used (SMTP_SECURITY in any case).
+
+    Catches: a variable ignored or read under another name, so its default silently wins.
+    """
     s = Settings.from_env(
         {
             **TWILIO,
@@ -195,7 +198,10 @@ def test_an_incomplete_provider_setting_is_an_error_naming_what_is_missing(
 
 
 def test_messaging_service_sid_replaces_the_from_number() -> None:
-    """TWILIO_MESSAGING_SERVICE_SID is enough as the sender, without TWILIO_FROM_NUMBER."""
+    """TWILIO_MESSAGING_SERVICE_SID is enough as the sender, without TWILIO_FROM_NUMBER.
+
+    Catches: a Messaging Service refused, or sent with both a From number and the service.
+    """
     env = {k: v for k, v in TWILIO.items() if k != "TWILIO_FROM_NUMBER"}
     s = Settings.from_env({**env, "TWILIO_MESSAGING_SERVICE_SID": "MG" + "1" * 32})
     assert s.twilio is not None
