@@ -417,6 +417,7 @@ class Dispatcher:
         if code and self.observer is not None:
             self.observer.provider_error(r.channel, code)
         detail: dict[str, Any] = {"attempt": number, "code": code}
+        opt_outs: list[dict[str, Any]] = []
         with self.store.write() as tx:
             if isinstance(exc, TransientError | InDoubtError):
                 with self._rng_lock:
@@ -454,9 +455,20 @@ class Dispatcher:
                 )
                 status, outcome = "failed", "failed"
                 if isinstance(exc, PermanentError) and exc.opted_out and r.address:
-                    tx.opt_out(r.channel, r.address, now, source=f"provider {code}")
+                    changed = tx.opt_out(r.channel, r.address, now, source=f"provider {code}")
                     detail["opted_out"] = True
-            tx.audit([_event(now, f"reminder.{outcome}", r, detail)])
+                    # Every patient reached at that address is opted out, so each gets a record.
+                    opt_outs = [
+                        {
+                            "at": now,
+                            "kind": f"opt_out.{r.channel}.on",
+                            "patient_id": pid,
+                            "reminder_id": r.id,
+                            "detail": {"source": f"provider {code}", "reminders": changed},
+                        }
+                        for pid in tx.patients_with(r.channel, r.address)
+                    ]
+            tx.audit([_event(now, f"reminder.{outcome}", r, detail), *opt_outs])
         return outcome
 
 

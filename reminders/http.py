@@ -218,6 +218,7 @@ def create_app(ctx: WebContext) -> FastAPI:
                         {
                             "at": now,
                             "kind": f"reminder.{applied}",
+                            "patient_id": tx.patient_of(reminder),
                             "reminder_id": reminder,
                             "detail": {
                                 "source": "status callback",
@@ -228,7 +229,17 @@ def create_app(ctx: WebContext) -> FastAPI:
                     ]
                 )
             if code == "21610" and form.get("To"):
-                tx.opt_out("sms", form["To"], now, source="provider 21610")
+                changed = tx.opt_out("sms", form["To"], now, source="provider 21610")
+                tx.audit(
+                    {
+                        "at": now,
+                        "kind": "opt_out.sms.on",
+                        "patient_id": pid,
+                        "reminder_id": reminder,
+                        "detail": {"source": "provider 21610", "reminders": changed},
+                    }
+                    for pid in (list[str | None](tx.patients_with("sms", form["To"])) or [None])
+                )
         if code:
             ctx.metrics.provider_error("sms", code)
         log.info(
