@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import cast
 
@@ -63,8 +63,8 @@ class Settings:
     email_rate: float
     #: Base URL the public HTTP endpoints are reachable at.
     public_url: str | None
-    #: HMAC key for unsubscribe links and tokens.
-    secret_key: str | None
+    #: HMAC key for unsubscribe links and tokens (secret: left out of repr).
+    secret_key: str | None = field(repr=False)
     #: Address the HTTP server binds to (loopback by default).
     http_host: str = "127.0.0.1"
     #: Port of the HTTP server.
