@@ -218,6 +218,7 @@ def create_app(ctx: WebContext) -> FastAPI:
                         {
                             "at": now,
                             "kind": f"reminder.{applied}",
+                            "patient_id": tx.outbox.patient_of(reminder),
                             "reminder_id": reminder,
                             "detail": {
                                 "source": "status callback",
@@ -228,7 +229,19 @@ def create_app(ctx: WebContext) -> FastAPI:
                     ]
                 )
             if code == "21610" and form.get("To"):
-                tx.contacts.opt_out("sms", form["To"], now, source="provider 21610")
+                changed = tx.contacts.opt_out("sms", form["To"], now, source="provider 21610")
+                tx.audit(
+                    {
+                        "at": now,
+                        "kind": "opt_out.sms.on",
+                        "patient_id": pid,
+                        "reminder_id": reminder,
+                        "detail": {"source": "provider 21610", "reminders": changed},
+                    }
+                    for pid in (
+                        list[str | None](tx.contacts.patients_with("sms", form["To"])) or [None]
+                    )
+                )
         if code:
             ctx.metrics.provider_error("sms", code)
         log.info(

@@ -27,8 +27,11 @@ class RetryPolicy:
 
         A provider's ``Retry-After`` is a floor: we never come back sooner than asked.
         """
-        ceiling = min(self.cap, self.base * (2 ** max(attempt - 1, 0)))
-        jittered = timedelta(seconds=rng.uniform(0, ceiling.total_seconds()))
+        # In float seconds: a timedelta times 2**(attempt-1) overflows from attempt 43 on,
+        # and a long outage inside a week-long expiry reaches hundreds of attempts.
+        doubled = self.base.total_seconds() * 2.0 ** min(max(attempt - 1, 0), 1000)
+        ceiling = min(self.cap.total_seconds(), doubled)
+        jittered = timedelta(seconds=rng.uniform(0, ceiling))
         if retry_after is not None:
             jittered = max(jittered, timedelta(seconds=retry_after))
         return jittered

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = _env("SMTP_PASSWORD", default=None)
     #: Seconds to wait for the SMTP server.
     smtp_timeout: float = _env("SMTP_TIMEOUT", default=30.0, gt=0)
+    #: PEM file of the CAs to trust for the relay's certificate instead of the system's.
+    smtp_ca_file: str | None = _env("SMTP_CA_FILE", default=None)
     #: Envelope and header sender of every email.
     email_from: str | None = _env("EMAIL_FROM", default=None)
     #: Emails per second per sender (0: unlimited).
@@ -77,7 +79,7 @@ class Settings(BaseSettings):
     #: Address the HTTP server binds to (loopback by default).
     http_host: str = _env("REMINDERS_HTTP_HOST", default="127.0.0.1")
     #: Port of the HTTP server.
-    http_port: int = _env("REMINDERS_HTTP_PORT", default=8080, ge=0, le=65535)
+    http_port: Port = _env("REMINDERS_HTTP_PORT", default=8080)
     #: How long a claimed reminder stays leased to one process.
     lease_seconds: float = _env("REMINDERS_LEASE_SECONDS", default=600.0, gt=0)
     #: Concurrent sends per process.
@@ -123,10 +125,21 @@ class Settings(BaseSettings):
             raw = os.environ if env is None else env
             problems += _pairs({k: v for k, v in raw.items() if v})
             raise ConfigError(ENVIRONMENT, "; ".join(problems)) from None
-        problems = settings._pairs()
+        problems = settings._pairs() + settings._ca_file()
         if problems:
             raise ConfigError(ENVIRONMENT, "; ".join(problems))
         return settings
+
+    def _ca_file(self) -> list[str]:
+        """The relay's CA file must be readable PEM certificates, checked at start."""
+        smtp = self.smtp
+        if smtp is None or not smtp.ca_file or smtp.security == "none":
+            return []
+        try:
+            smtp.tls_context()
+        except OSError as exc:  # ssl.SSLError (not PEM) is an OSError too
+            return [f"SMTP_CA_FILE: cannot read CA certificates from {smtp.ca_file!r}: {exc}"]
+        return []
 
     def _pairs(self) -> list[str]:
         return _pairs(
@@ -172,6 +185,7 @@ class Settings(BaseSettings):
             username=self.smtp_username,
             password=self.smtp_password.get_secret_value() if self.smtp_password else None,
             timeout=self.smtp_timeout,
+            ca_file=self.smtp_ca_file,
         )
 
     def secret(self) -> str | None:

@@ -50,9 +50,19 @@ class SmtpSettings:
     password: str | None = None
     #: Seconds to wait for the server.
     timeout: float = 30.0
+    #: PEM file of the CAs to trust for the server's certificate instead of the system's
+    #: (a relay with a certificate from the clinic's private CA); None: the system's.
+    ca_file: str | None = None
 
     def __repr__(self) -> str:
         return f"SmtpSettings(host={self.host!r}, port={self.port}, security={self.security!r})"
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The TLS client context: verifies the certificate and host name against the trusted CAs.
+
+        Raises OSError or ssl.SSLError when ``ca_file`` cannot be read as PEM certificates.
+        """
+        return ssl.create_default_context(cafile=self.ca_file)
 
 
 def build_email(message: Message, sender: str) -> EmailMessage:
@@ -81,25 +91,33 @@ class SmtpChannel:
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
+        self._tls = settings.tls_context() if settings.security != "none" else None
         self._local = threading.local()
         self._all: list[smtplib.SMTP] = []
         self._lock = threading.Lock()
 
-    def _connect(self) -> smtplib.SMTP:
+    def _open(self) -> smtplib.SMTP:
+        """A connected, secured and logged-in session; closed again if any step fails."""
         s = self.settings
+        conn: smtplib.SMTP
+        if s.security == "ssl":
+            conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._tls)
+        else:
+            conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
         try:
-            conn: smtplib.SMTP
-            if s.security == "ssl":
-                conn = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
-                )
-            else:
-                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-                if s.security == "starttls":
-                    conn.starttls(context=ssl.create_default_context())
+            if s.security == "starttls":
+                conn.starttls(context=self._tls)
             conn.ehlo_or_helo_if_needed()
             if s.username:
                 conn.login(s.username, s.password or "")
+        except BaseException:
+            conn.close()  # a refused login or handshake must not leak the socket
+            raise
+        return conn
+
+    def _connect(self) -> smtplib.SMTP:
+        try:
+            conn = self._open()
         except smtplib.SMTPAuthenticationError as exc:
             # Our credentials, not the recipient: retry (and alert) until they are fixed.
             raise TransientError(

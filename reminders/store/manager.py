@@ -97,10 +97,22 @@ class OutboxManager:
         if t.resolve is not None:
             tx.attempts.resolve_in_doubt(r.id, t.resolve, now, provider_id=t.provider_id)
         tx.outbox.settle(r.id, t, now)
-        if t.opt_out and r.address:
-            tx.contacts.opt_out(r.channel, r.address, now, source=f"provider {t.error_code}")
         if t.event is not None:
             tx.audit([audit_record(now, r, t.event.kind, t.event.detail)])
+        if t.opt_out and r.address:
+            source = f"provider {t.error_code}"
+            changed = tx.contacts.opt_out(r.channel, r.address, now, source=source)
+            # Every patient reached at that address is opted out, so each gets a record.
+            tx.audit(
+                {
+                    "at": now,
+                    "kind": f"opt_out.{r.channel}.on",
+                    "patient_id": pid,
+                    "reminder_id": r.id,
+                    "detail": {"source": source, "reminders": changed},
+                }
+                for pid in tx.contacts.patients_with(r.channel, r.address)
+            )
 
     def release_owner(self, owner: str, now: datetime) -> int:
         """Give back ``owner``'s leases that have no attempt in flight (on shutdown)."""

@@ -281,6 +281,12 @@ class OutboxQueries:
         self.conn.execute(REMINDERS.update().where(r.id == reminder_id).values(**values))
         return status
 
+    def patient_of(self, reminder_id: int) -> str | None:
+        """The patient id of a reminder, or None if there is no such reminder."""
+        return self.conn.execute(
+            sa.select(REMINDERS.c.patient_id).where(REMINDERS.c.id == reminder_id)
+        ).scalar_one_or_none()
+
     def address_of(self, reminder_id: int) -> tuple[str, str] | None:
         """The channel and current address of a reminder's patient, if both exist."""
         r, e = REMINDERS.c, ENROLLMENTS.c
