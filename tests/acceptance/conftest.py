@@ -9,11 +9,8 @@ console dry run.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -24,45 +21,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from reminders.testing import runner
+from reminders.testing.runner import Result
+
 #: The repository root, where the shipped configuration lives.
 REPO = Path(__file__).resolve().parents[2]
-#: The console script installed in the virtual environment running the tests.
-REMINDERS = Path(sys.executable).parent / "reminders"
-#: Generous per-command limit: a hung command must fail the test, not hang it.
-TIMEOUT = 60
-#: Environment prefixes that would point the CLI at other config or real providers.
-_LEAKY = ("REMINDERS_", "TWILIO_", "SMTP_", "EMAIL_FROM")
-
-
-def clean_env() -> dict[str, str]:
-    """The parent environment without the service's own settings, as in CI."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY)}
-    env["CI"] = "true"
-    return env
-
-
-@dataclass(frozen=True)
-class Result:
-    """What one command printed and how it exited."""
-
-    #: The command line, for failure messages.
-    argv: list[str]
-    #: Exit status.
-    code: int
-    #: Standard output.
-    stdout: str
-    #: Standard error.
-    stderr: str
-
-    def json(self) -> Any:
-        """Standard output parsed as JSON."""
-        return json.loads(self.stdout)
-
-    def __str__(self) -> str:
-        return (
-            f"$ {' '.join(self.argv)}\n-> exit {self.code}\n"
-            f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
-        )
 
 
 class Cli:
@@ -79,22 +42,14 @@ class Cli:
         #: The patients file read by default.
         self.patients_file = folder / "patients.yaml"
 
-    def __call__(self, *args: str, expect: int | None = 0) -> Result:
+    def __call__(
+        self, *args: str, expect: int | None = 0, env: Mapping[str, str] | None = None
+    ) -> Result:
         """Run ``reminders --config ... --database ... *args``; check the exit code."""
-        argv = [str(REMINDERS), "--config", str(self.folder), "--database", self.database, *args]
-        proc = subprocess.run(
-            argv,
-            env=clean_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-        result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
-        assert "Traceback" not in proc.stdout + proc.stderr, str(result)
+        result = runner.run(self.folder, self.database, *args, env=env)
+        assert "Traceback" not in result.stdout + result.stderr, str(result)
         if expect is not None:
-            assert proc.returncode == expect, str(result)
+            assert result.code == expect, str(result)
         return result
 
     def write_patients(self, records: Iterable[Mapping[str, Any]]) -> Path:

@@ -7,14 +7,13 @@ instants are around noon, so no due time crosses local midnight), and a handful 
 fictional patients. :class:`RunningService` starts the installed ``reminders``
 executable on a free port with the production environment variables pointing at an
 in-process :class:`~reminders.testing.twilio.FakeTwilio` and
-:class:`~reminders.fake_smtp.SmtpRecorder`, and signs Twilio webhooks the way Twilio does.
+:class:`~reminders.testing.smtp.SmtpRecorder`, and signs Twilio webhooks the way Twilio does.
 """
 
 from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,11 +27,13 @@ import httpx
 import yaml
 from twilio.request_validator import RequestValidator
 
-from reminders.fake_smtp import SmtpRecorder
-from reminders.testing import zone_at
+from reminders.testing import runner, zone_at
+from reminders.testing.peer import free_port
+from reminders.testing.runner import Result
+from reminders.testing.smtp import SmtpRecorder
 from reminders.testing.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
 
-from .conftest import REMINDERS, REPO, TIMEOUT, Result, clean_env
+from .conftest import REPO
 
 T = TypeVar("T")
 
@@ -219,14 +220,6 @@ def write_config(
     return Plan(zone, surgery, first_due, second_due)
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.05) -> T:
     """Call ``probe`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -248,7 +241,6 @@ class RunningService:
         #: What Twilio is told to call; webhook signatures are computed over it.
         self.public_url = f"http://127.0.0.1:{self.port}"
         self.env = {
-            **clean_env(),
             "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
             "TWILIO_FROM_NUMBER": FROM,
@@ -270,10 +262,6 @@ class RunningService:
 
     # -- process ---------------------------------------------------------------------------
 
-    def argv(self, *args: str) -> list[str]:
-        """``reminders --config DIR --database URL *args``."""
-        return [str(REMINDERS), "--config", str(self.folder), "--database", self.database, *args]
-
     def start(self) -> None:
         """Start ``run`` with stdout and stderr captured to files of this run."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
@@ -281,8 +269,8 @@ class RunningService:
         out = (self.folder / f"run{self.runs}.out").open("wb")
         err = (self.folder / f"run{self.runs}.err").open("wb")
         self._files += [out, err]
-        self.proc = subprocess.Popen(
-            self.argv("run"), env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        self.proc = runner.spawn(
+            self.folder, self.database, "run", env=self.env, stdout=out, stderr=err
         )
 
     def wait_healthy(self) -> None:
@@ -353,18 +341,8 @@ class RunningService:
 
     def cli(self, *args: str) -> Result:
         """Run another ``reminders`` command on the same folder and database (no providers)."""
-        argv = self.argv(*args)
-        proc = subprocess.run(
-            argv,
-            env=clean_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-        result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
-        assert proc.returncode == 0, str(result)
+        result = runner.run(self.folder, self.database, *args)
+        assert result.code == 0, str(result)
         return result
 
     def timeline(self, patient: str) -> list[dict[str, Any]]:

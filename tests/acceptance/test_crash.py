@@ -25,7 +25,8 @@ from typing import Any
 
 import phonenumbers
 
-from reminders.testing import zone_at
+from reminders.testing import runner, zone_at
+from reminders.testing.runner import TIMEOUT, clean_env
 from reminders.testing.twilio import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
@@ -33,7 +34,7 @@ from reminders.testing.twilio import (
     read_record,
 )
 
-from .conftest import REMINDERS, TIMEOUT, Cli, Result, clean_env, iso, tick_counts
+from .conftest import Cli, iso, tick_counts
 
 #: The clinic's fictional sender number.
 FROM = "+12015550100"
@@ -141,9 +142,8 @@ def fake_twilio(tmp_path: Path, *options: str) -> Iterator[tuple[str, Path]]:
 
 
 def twilio_env(url: str) -> dict[str, str]:
-    """A clean environment configuring Twilio SMS at ``url``, unthrottled."""
+    """Settings for Twilio SMS at ``url``, unthrottled (added to a clean environment)."""
     return {
-        **clean_env(),
         "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
         "TWILIO_FROM_NUMBER": FROM,
@@ -152,36 +152,16 @@ def twilio_env(url: str) -> dict[str, str]:
     }
 
 
-def tick_argv(cli: Cli, at: datetime) -> list[str]:
-    """``reminders ... tick --now AT --json`` for ``cli``'s folder and database."""
-    return [
-        str(REMINDERS),
-        "--config",
-        str(cli.folder),
-        "--database",
-        cli.database,
-        "tick",
-        "--now",
-        iso(at),
-        "--json",
-    ]
+def tick_args(at: datetime) -> tuple[str, ...]:
+    """``tick --now AT --json``."""
+    return ("tick", "--now", iso(at), "--json")
 
 
 def tick(cli: Cli, url: str, at: datetime) -> dict[str, Any]:
     """Run ``tick --now AT --json`` against the fake at ``url``; its counts (exit 0 required)."""
-    argv = tick_argv(cli, at)
-    proc = subprocess.run(
-        argv,
-        env=twilio_env(url),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stdout + proc.stderr, str(result)
-    assert proc.returncode == 0, str(result)
+    result = runner.run(cli.folder, cli.database, *tick_args(at), env=twilio_env(url))
+    assert "Traceback" not in result.stdout + result.stderr, str(result)
+    assert result.code == 0, str(result)
     return tick_counts(result)
 
 
@@ -216,10 +196,11 @@ def test_tick_killed_mid_batch_then_rerun_sends_every_sms_exactly_once(
     cli.write_patients(scenario.records())
     with fake_twilio(tmp_path, "--latency-ms", "30") as (url, record):
         with (tmp_path / "tick1.out").open("w") as out, (tmp_path / "tick1.err").open("w") as err:
-            victim = subprocess.Popen(
-                tick_argv(cli, scenario.at),
+            victim = runner.spawn(
+                cli.folder,
+                cli.database,
+                *tick_args(scenario.at),
                 env=twilio_env(url),
-                stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
             )

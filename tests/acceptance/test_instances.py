@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reminders.testing import zone_at
+from reminders.testing import runner, zone_at
 from reminders.testing.twilio import read_record
-from tests.acceptance.conftest import REMINDERS, Cli
+from tests.acceptance.conftest import Cli
 from tests.acceptance.test_crash import count_lines, fake_twilio, twilio_env
 
 pytestmark = pytest.mark.postgres
@@ -97,15 +97,16 @@ def instances(
     for i in range(count):
         log = (cli.folder / f"run-{i}.log").open("wb")
         procs.append(
-            subprocess.Popen(
-                [str(REMINDERS), "--config", str(cli.folder), "--database", cli.database, "run"],
+            runner.spawn(
+                cli.folder,
+                cli.database,
+                "run",
                 env={
                     **twilio_env(url),
                     "REMINDERS_HTTP_PORT": str(free_port()),
                     "REMINDERS_LOG_FORMAT": "json",
                     **env,
                 },
-                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -10,16 +10,18 @@ a test CA, trusted through SMTP_CA_FILE.
 from __future__ import annotations
 
 import base64
-import subprocess
 from pathlib import Path
 
 import pytest
 import trustme
 
+from reminders.testing import runner
+from reminders.testing.peer import free_port
+from reminders.testing.runner import Result
+from reminders.testing.smtp import TlsSmtpServer
 from reminders.testing.twilio import DEFAULT_ACCOUNT_SID, FakeTwilio
-from tests.tls_smtp import TlsSmtpServer, free_port
 
-from .conftest import REMINDERS, TIMEOUT, Cli, Result, clean_env, sample_patients
+from .conftest import Cli, sample_patients
 from .service import PATIENTS, RunningService, wait_for, write_config
 
 TWILIO_TOKEN = "twilio-token-0b7e5d93a1"
@@ -81,17 +83,7 @@ def provider_env(twilio: FakeTwilio, relay: TlsSmtpServer, ca_file: str) -> dict
 
 def reminders(cli: Cli, env: dict[str, str], *args: str) -> Result:
     """Run ``reminders --config ... --database ... *args`` with ``env`` added to a clean environment."""
-    argv = [str(REMINDERS), "--config", str(cli.folder), "--database", cli.database, *args]
-    proc = subprocess.run(
-        argv,
-        env={**clean_env(), **env},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    return Result(argv, proc.returncode, proc.stdout, proc.stderr)
+    return runner.run(cli.folder, cli.database, *args, env=env)
 
 
 def test_tick_with_refused_credentials_prints_no_secret(

@@ -3,7 +3,7 @@
 Each test starts the installed executable on a free port with the production
 environment variables (helpers in :mod:`.service`), talks to it over HTTP as Twilio, a
 mail client or a Prometheus scraper would, and asserts on what the in-process
-:class:`~reminders.testing.twilio.FakeTwilio` and :class:`~reminders.fake_smtp.SmtpRecorder`
+:class:`~reminders.testing.twilio.FakeTwilio` and :class:`~reminders.testing.smtp.SmtpRecorder`
 received and on ``reminders timeline --json``. Day-0 milestones are due at real instants
 a few seconds ahead (or already due, a minute ago), so the service's own clock drives
 every send.
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reminders.fake_smtp import SmtpRecorder
+from reminders.testing.smtp import SmtpRecorder
 from reminders.testing.twilio import FakeMessage, FakeTwilio
 
 from .service import (

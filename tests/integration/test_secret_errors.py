@@ -19,8 +19,9 @@ from reminders.channels.twilio import TwilioChannel, TwilioSettings
 from reminders.errors import DeliveryError, StoreError
 from reminders.settings import Settings
 from reminders.store import Store
+from reminders.testing.peer import free_port
+from reminders.testing.smtp import TlsSmtpServer
 from reminders.testing.twilio import DEFAULT_ACCOUNT_SID, FakeTwilio
-from tests.tls_smtp import TlsSmtpServer, free_port
 
 TWILIO_TOKEN = "twilio-token-9c1e7b22d4"
 SMTP_PASSWORD = "smtp-pw-41f0aa93e6"

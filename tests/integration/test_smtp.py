@@ -13,11 +13,11 @@ from reminders.channels.memory import MemoryChannel
 from reminders.channels.smtp import SmtpChannel, SmtpSettings
 from reminders.compose import Unsubscribe
 from reminders.dispatch import Dispatcher
-from reminders.fake_smtp import SmtpRecorder
 from reminders.models import Schedules
 from reminders.store import Store
 from reminders.templates import Templates
 from reminders.testing import make_dispatcher
+from reminders.testing.smtp import SmtpRecorder
 from reminders.tokens import verify
 from tests.integration.test_dispatch import DAY1, enrol
 from tests.integration.test_sync import timeline

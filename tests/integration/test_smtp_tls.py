@@ -19,7 +19,7 @@ from reminders.channels.base import Message
 from reminders.channels.smtp import Security, SmtpChannel, SmtpSettings
 from reminders.errors import TransientError
 from reminders.settings import Settings
-from tests.tls_smtp import Mode, TlsSmtpServer
+from reminders.testing.smtp import Mode, TlsSmtpServer
 
 SENDER = "reminders@clinic.example.com"
 USER = "reminders@clinic.example.com"

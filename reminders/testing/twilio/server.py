@@ -11,13 +11,13 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Final, Self, cast
 from urllib.parse import parse_qs, urlsplit
 
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from reminders.testing.peer import Peer
 from reminders.testing.twilio.model import TwilioModel, answer, not_found
 from reminders.testing.twilio.values import (
     API_VERSION,
@@ -33,7 +33,7 @@ _MESSAGE: Final = re.compile(
 )
 
 
-class FakeTwilio(TwilioModel):
+class FakeTwilio(TwilioModel, Peer):
     """A Twilio-compatible endpoint on a background thread; a context manager.
 
     ``with FakeTwilio() as fake:`` starts it on 127.0.0.1 with a free port and stops it,
@@ -85,16 +85,10 @@ class FakeTwilio(TwilioModel):
                 self._record.close()
                 self._record = None
 
-    def __enter__(self) -> Self:
-        return self.start() if self._server is None else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    @property
+    def running(self) -> bool:
+        """Whether it serves now."""
+        return self._server is not None
 
     @property
     def port(self) -> int:
