@@ -85,10 +85,10 @@ class Protocol:
     id: str
     #: Human title shown to coordinators.
     title: str
-    #: Version number; bump it when clinical content changes.
-    version: int
     #: Milestones in file order.
     milestones: tuple[Milestone, ...]
+    #: Version number; bump it when clinical content changes.
+    version: int
 
     def milestone(self, milestone_id: str) -> Milestone | None:
         """The milestone with that id, or ``None``."""

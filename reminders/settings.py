@@ -175,8 +175,8 @@ class Settings(BaseSettings):
     @property
     def smtp(self) -> SmtpSettings | None:
         """SMTP settings, or None for console email."""
-        if not (self.smtp_host and self.email_from):
-            return None
+        if self.smtp_host is None or self.email_from is None:
+            return None  # console email; EMAIL_FROM alone is reported by from_env
         return SmtpSettings(
             host=self.smtp_host,
             port=self.smtp_port or SMTP_PORTS[self.smtp_security],

@@ -71,12 +71,9 @@ class SyncReport:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
+        ids = ("enrolled", "updated", "withdrawn", "paused", "unchanged")
         return {
-            "enrolled": self.enrolled,
-            "updated": self.updated,
-            "withdrawn": self.withdrawn,
-            "paused": self.paused,
-            "unchanged": self.unchanged,
+            **{name: getattr(self, name) for name in ids},
             "problems": [str(p) for p in self.problems],
             "reminders": dict(self.reminders),
         }

@@ -39,6 +39,18 @@ def _autoescape(name: str | None) -> bool:
     return bool(name and name.endswith(".html.j2"))
 
 
+#: How every template renders: a misspelt variable is an error, never a blank; HTML is
+#: autoescaped; block tags leave no stray blank lines; files are read once.
+_ENVIRONMENT: Final[dict[str, Any]] = {
+    "undefined": jinja2.StrictUndefined,
+    "autoescape": _autoescape,
+    "trim_blocks": True,
+    "lstrip_blocks": True,
+    "keep_trailing_newline": False,
+    "auto_reload": False,
+}
+
+
 class Templates:
     """The template set of one configuration directory."""
 
@@ -46,13 +58,7 @@ class Templates:
         #: Root folder holding one sub-folder per language.
         self.directory = directory
         self._env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(str(directory)),
-            undefined=jinja2.StrictUndefined,
-            autoescape=_autoescape,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=False,
-            auto_reload=False,
+            loader=jinja2.FileSystemLoader(str(directory)), **_ENVIRONMENT
         )
 
     def _render(self, language: str, template: str, part: str, context: Mapping[str, Any]) -> str:

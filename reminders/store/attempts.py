@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from reminders.lifecycle import AttemptOutcome
-from reminders.store.schema import ATTEMPTS, IN_CHUNK, REMINDERS, aware, chunks, inserted_id
+from reminders.lifecycle import AttemptOutcome, Transition
+from reminders.store.schema import ATTEMPTS, REMINDERS, aware, in_lists, inserted_id
 
 
 class AttemptQueries:
@@ -47,26 +47,17 @@ class AttemptQueries:
             )
         )
 
-    def finish(
-        self,
-        attempt_id: int,
-        outcome: AttemptOutcome,
-        now: datetime,
-        *,
-        provider_id: str | None = None,
-        error_code: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        """Close an attempt with its outcome."""
+    def finish(self, attempt_id: int, t: Transition, now: datetime) -> None:
+        """Close an attempt with the outcome (provider id, error) of transition ``t``."""
         self.conn.execute(
             ATTEMPTS.update()
             .where(ATTEMPTS.c.id == attempt_id)
             .values(
                 finished_at=now,
-                outcome=outcome,
-                provider_id=provider_id,
-                error_code=error_code,
-                error=error,
+                outcome=t.attempt,
+                provider_id=t.provider_id,
+                error_code=t.error_code,
+                error=t.error,
             )
         )
 
@@ -95,7 +86,7 @@ class AttemptQueries:
 
     def put_in_doubt(self, reminder_ids: Sequence[int], now: datetime, reason: str) -> None:
         """Mark the pending attempts of these reminders ``in_doubt`` (their process died mid-call)."""
-        for chunk in chunks(reminder_ids, IN_CHUNK):
+        for chunk in in_lists(reminder_ids):
             self.conn.execute(
                 ATTEMPTS.update()
                 .where(
@@ -109,7 +100,7 @@ class AttemptQueries:
         """For each reminder with in-doubt attempts: when the earliest started, and their texts' digests."""
         doubt: dict[int, tuple[datetime, set[str]]] = {}
         a = ATTEMPTS.c
-        for chunk in chunks(reminder_ids, IN_CHUNK):
+        for chunk in in_lists(reminder_ids):
             rows = self.conn.execute(
                 sa.select(a.reminder_id, a.started_at, a.body_digest).where(
                     a.reminder_id.in_(chunk), a.outcome == AttemptOutcome.IN_DOUBT

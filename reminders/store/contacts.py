@@ -11,11 +11,10 @@ from sqlalchemy.engine import Connection
 from reminders.lifecycle import ReminderStatus
 from reminders.store.schema import (
     ENROLLMENTS,
-    IN_CHUNK,
     INBOUND,
     OPT_OUTS,
     REMINDERS,
-    chunks,
+    in_lists,
     inserted_id,
     upsert,
 )
@@ -31,7 +30,7 @@ class ContactQueries:
         """Which of ``addresses`` are opted out of ``channel``."""
         wanted = sorted(set(addresses))
         result: set[str] = set()
-        for chunk in chunks(wanted, IN_CHUNK):
+        for chunk in in_lists(wanted):
             rows = self.conn.execute(
                 sa.select(OPT_OUTS.c.address).where(
                     OPT_OUTS.c.channel == channel,

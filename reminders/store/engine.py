@@ -26,7 +26,7 @@ from reminders.store.attempts import AttemptQueries
 from reminders.store.contacts import ContactQueries
 from reminders.store.enrollments import EnrollmentQueries
 from reminders.store.outbox import OutboxQueries
-from reminders.store.schema import AUDIT, CHUNK, chunks
+from reminders.store.schema import AUDIT, batches
 from reminders.store.views import ViewQueries
 
 #: SQLite page cache per connection, and while a sync runs (KiB).
@@ -149,7 +149,7 @@ class Transaction:
             }
             for e in events
         ]
-        for chunk in chunks(rows, CHUNK):
+        for chunk in batches(rows):
             self.conn.execute(AUDIT.insert(), list(chunk))
 
     # -- bulk work ------------------------------------------------------------------------

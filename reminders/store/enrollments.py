@@ -18,11 +18,11 @@ from reminders.lifecycle import PENDING, REPLANNABLE, UNSETTLED, EnrollmentStatu
 from reminders.store.schema import (
     CHUNK,
     ENROLLMENTS,
-    IN_CHUNK,
     KEY_COLUMNS,
     REMINDERS,
     active,
-    chunks,
+    batches,
+    in_lists,
 )
 
 #: One planned occurrence on one channel, shared by every patient whose plan is the same:
@@ -90,7 +90,7 @@ class EnrollmentQueries:
         """Every reminder of the given patients."""
         c = REMINDERS.c
         result: list[StoredReminder] = []
-        for chunk in chunks(patient_ids, IN_CHUNK):
+        for chunk in in_lists(patient_ids):
             rows = self.conn.execute(
                 sa.select(
                     c.id,
@@ -122,7 +122,7 @@ class EnrollmentQueries:
         self, new: Sequence[Mapping[str, Any]], changed: Sequence[Mapping[str, Any]]
     ) -> None:
         """Insert new enrollments and overwrite changed ones (rows keyed by ``patient_id``)."""
-        for chunk in chunks(new, CHUNK):
+        for chunk in batches(new):
             self.conn.execute(ENROLLMENTS.insert(), list(chunk))
         if changed:
             columns = [k for k in changed[0] if k not in ("patient_id", "created_at")]
@@ -131,14 +131,14 @@ class EnrollmentQueries:
                 .where(ENROLLMENTS.c.patient_id == sa.bindparam("b_patient_id"))
                 .values({k: sa.bindparam(f"b_{k}") for k in columns})
             )
-            for chunk in chunks(changed, CHUNK):
+            for chunk in batches(changed):
                 self.conn.execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in chunk])
 
     def set_status(
         self, patient_ids: Sequence[str], status: EnrollmentStatus, now: datetime
     ) -> None:
         """Set the status of several enrollments."""
-        for chunk in chunks(patient_ids, IN_CHUNK):
+        for chunk in in_lists(patient_ids):
             self.conn.execute(
                 ENROLLMENTS.update()
                 .where(ENROLLMENTS.c.patient_id.in_(chunk))
@@ -229,7 +229,7 @@ class EnrollmentQueries:
                 error_code=None,
             )
         )
-        for chunk in chunks(rows, CHUNK):
+        for chunk in batches(rows):
             self.conn.execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in chunk])
 
     def cancel(self, reminder_ids: Sequence[int], now: datetime, reason: str) -> int:
@@ -244,7 +244,7 @@ class EnrollmentQueries:
         self, column: sa.ColumnElement[Any], keys: Sequence[Any], now: datetime, reason: str
     ) -> int:
         count = 0
-        for chunk in chunks(keys, IN_CHUNK):
+        for chunk in in_lists(keys):
             count += self.conn.execute(
                 REMINDERS.update()
                 .where(column.in_(chunk), REMINDERS.c.status.in_(PENDING))

@@ -86,14 +86,7 @@ class OutboxManager:
         self, tx: Transaction, r: Claimed, t: Transition, now: datetime, attempt_id: int | None
     ) -> None:
         if attempt_id is not None and t.attempt is not None:
-            tx.attempts.finish(
-                attempt_id,
-                t.attempt,
-                now,
-                provider_id=t.provider_id,
-                error_code=t.error_code,
-                error=t.error,
-            )
+            tx.attempts.finish(attempt_id, t, now)
         if t.resolve is not None:
             tx.attempts.resolve_in_doubt(r.id, t.resolve, now, provider_id=t.provider_id)
         tx.outbox.settle(r.id, t, now)

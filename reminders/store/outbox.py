@@ -7,7 +7,7 @@ transaction's lock does the same job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Final
 
@@ -24,15 +24,7 @@ from reminders.lifecycle import (
 )
 from reminders.models import Recipient
 from reminders.store.attempts import AttemptQueries
-from reminders.store.schema import (
-    ENROLLMENTS,
-    IN_CHUNK,
-    KEY_COLUMNS,
-    REMINDERS,
-    active,
-    chunks,
-    in_doubt_ids,
-)
+from reminders.store.schema import ENROLLMENTS, REMINDERS, active, in_doubt_ids, in_lists
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +87,11 @@ class OutboxQueries:
                 )
             )
         ]
-        for chunk in chunks(ids, IN_CHUNK):
+        for chunk in in_lists(ids):
             self.conn.execute(
-                REMINDERS.update()
-                .where(c.id.in_(chunk), c.status.in_(PENDING))
-                .values(status=ReminderStatus.EXPIRED, updated_at=now)
+                _move(ReminderStatus.EXPIRED, now, lease=False).where(
+                    c.id.in_(chunk), c.status.in_(PENDING)
+                )
             )
         return ids
 
@@ -124,13 +116,8 @@ class OutboxQueries:
         if not ids:
             return []
         self.conn.execute(
-            REMINDERS.update()
-            .where(r.id.in_(ids))
-            .values(
-                status=ReminderStatus.SENDING,
-                lease_owner=owner,
-                lease_until=lease_until,
-                updated_at=now,
+            _move(ReminderStatus.SENDING, now, lease_owner=owner, lease_until=lease_until).where(
+                r.id.in_(ids)
             )
         )
         doubt = AttemptQueries(self.conn).in_doubt(ids)
@@ -155,12 +142,7 @@ class OutboxQueries:
         """
         if t.status is None:
             return
-        values: dict[str, Any] = {
-            "status": t.status,
-            "updated_at": now,
-            "lease_owner": None,
-            "lease_until": None,
-        }
+        values: dict[str, Any] = {}
         if t.status in ACCEPTED:
             values.update(sent_at=now, error=None, error_code=None, provider_id=t.provider_id)
         else:
@@ -171,23 +153,16 @@ class OutboxQueries:
         if t.not_before is not None:
             values["not_before"] = t.not_before
         self.conn.execute(
-            REMINDERS.update()
-            .where(REMINDERS.c.id == reminder_id, REMINDERS.c.status == ReminderStatus.SENDING)
-            .values(**values)
+            _move(t.status, now, **values).where(
+                REMINDERS.c.id == reminder_id, REMINDERS.c.status == ReminderStatus.SENDING
+            )
         )
 
     def record_sent(self, reminder_id: int, provider_id: str, now: datetime) -> None:
         """Record a reminder as accepted by the provider, whatever its status (tests, imports)."""
         self.conn.execute(
-            REMINDERS.update()
-            .where(REMINDERS.c.id == reminder_id)
-            .values(
-                status=ReminderStatus.SENT,
-                provider_id=provider_id,
-                sent_at=now,
-                lease_owner=None,
-                lease_until=None,
-                updated_at=now,
+            _move(ReminderStatus.SENT, now, provider_id=provider_id, sent_at=now).where(
+                REMINDERS.c.id == reminder_id
             )
         )
 
@@ -195,14 +170,10 @@ class OutboxQueries:
         """Give back every lease of ``owner`` that has no attempt in flight; returns how many."""
         c = REMINDERS.c
         return self.conn.execute(
-            REMINDERS.update()
-            .where(
+            _move(ReminderStatus.PLANNED, now).where(
                 c.lease_owner == owner,
                 c.status == ReminderStatus.SENDING,
                 c.id.not_in(AttemptQueries(self.conn).in_flight()),
-            )
-            .values(
-                status=ReminderStatus.PLANNED, lease_owner=None, lease_until=None, updated_at=now
             )
         ).rowcount
 
@@ -225,16 +196,10 @@ class OutboxQueries:
         AttemptQueries(self.conn).put_in_doubt(
             lapsed, now, "lease lapsed with the attempt in flight"
         )
-        for chunk in chunks(lapsed, IN_CHUNK):
+        for chunk in in_lists(lapsed):
             self.conn.execute(
-                REMINDERS.update()
-                .where(c.id.in_(chunk), c.status == ReminderStatus.SENDING)
-                .values(
-                    status=ReminderStatus.PLANNED,
-                    lease_owner=None,
-                    lease_until=None,
-                    not_before=now,
-                    updated_at=now,
+                _move(ReminderStatus.PLANNED, now, not_before=now).where(
+                    c.id.in_(chunk), c.status == ReminderStatus.SENDING
                 )
             )
         return len(lapsed)
@@ -301,8 +266,15 @@ class OutboxQueries:
         return (row.channel, address) if address else None
 
 
+def _move(status: ReminderStatus, now: datetime, *, lease: bool = True, **values: Any) -> Any:
+    """``UPDATE reminders SET status, updated_at, values`` (and no lease, unless ``lease`` is
+    False or the values set one); the caller adds the WHERE clause."""
+    unleased = {"lease_owner": None, "lease_until": None} if lease else {}
+    return REMINDERS.update().values({**unleased, "status": status, "updated_at": now, **values})
+
+
 #: Columns of ``reminders`` a claim reads, named as :class:`Claimed`'s fields.
-_CLAIMED: Final = ("id", *KEY_COLUMNS[1:], "template", "due_at", "expires_at", "attempts")
+_CLAIMED: Final = tuple(f.name for f in fields(Claimed) if f.name in REMINDERS.c)
 #: Columns of ``enrollments`` named as :class:`~reminders.models.Recipient`'s fields.
 _RECIPIENT: Final = (
     "patient_id",

@@ -164,8 +164,8 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_events"
 
     id: int | None = Field(default=None, primary_key=True)
+    kind: str  # reminder.sent, opt_out.sms.on, config.sync, ...
     at: datetime = _utc(index=True)
-    kind: str
     patient_id: str | None = Field(default=None, index=True)
     reminder_id: int | None = None
     detail: str = "{}"  # JSON object; never message bodies or contact details
@@ -197,10 +197,19 @@ AUDIT: Final = _T["audit_events"]
 INBOUND: Final = _T["inbound_messages"]
 
 
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    """``items`` in slices of at most ``size``."""
+def _slices(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def batches(rows: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """``rows`` in slices of :data:`CHUNK`, one ``executemany`` each."""
+    return _slices(rows, CHUNK)
+
+
+def in_lists(keys: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """``keys`` in slices of :data:`IN_CHUNK`, one ``IN (...)`` list each."""
+    return _slices(keys, IN_CHUNK)
 
 
 def aware(value: datetime | str | None) -> datetime | None:

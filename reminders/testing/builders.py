@@ -26,7 +26,7 @@ from reminders.channels.base import Channel
 from reminders.compose import DEFAULT_DOMAIN, Composer, Unsubscribe
 from reminders.config import SCHEDULES_FILE, parse_schedules
 from reminders.dispatch import Dispatcher
-from reminders.lifecycle import AttemptOutcome
+from reminders.lifecycle import ReminderStatus, accepted
 from reminders.models import Schedules
 from reminders.patients import FIELDS
 from reminders.store import OutboxManager, Store
@@ -234,5 +234,5 @@ def mark_sent(
     with store.write() as tx:
         for rid in reminder_ids:
             attempt = tx.attempts.begin(rid, 1, "test", now)
-            tx.attempts.finish(attempt, AttemptOutcome.SENT, now, provider_id=provider_id)
+            tx.attempts.finish(attempt, accepted(provider_id, ReminderStatus.SENT, 1), now)
             tx.outbox.record_sent(rid, provider_id, now)

@@ -15,7 +15,6 @@ import random
 import re
 import secrets
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -141,18 +140,13 @@ class TwilioModel:
         It is listed and fetched like any other (newest ``date_created`` first) and
         recorded like them; no fault, auth check or validation applies.
         """
-        if date_created.tzinfo is None:
-            raise ValueError("date_created must be an aware datetime")
-        message = FakeMessage(
-            sid="SM" + uuid.uuid4().hex,
-            account_sid=self.account_sid,
-            to=to,
+        message = FakeMessage.new(
+            self.account_sid,
+            to,
+            body,
+            date_created,
             from_=from_,
             messaging_service_sid=messaging_service_sid,
-            body=body,
-            status_callback=None,
-            validity_period=None,
-            date_created=date_created.astimezone(UTC).replace(microsecond=0),
         )
         with self._accepted:
             self._hold_message(message)
@@ -270,16 +264,15 @@ class TwilioModel:
         with self._accepted:
             if to in self._unsubscribed:
                 return TwilioError(400, 21610, "Attempt to send to unsubscribed recipient")
-            message = FakeMessage(
-                sid="SM" + uuid.uuid4().hex,
-                account_sid=account,
-                to=to,
+            message = FakeMessage.new(
+                account,
+                to,
+                body,
+                created,
                 from_=sender,
                 messaging_service_sid=service,
-                body=body,
                 status_callback=params.get("StatusCallback") or None,
                 validity_period=validity,
-                date_created=created.astimezone(UTC).replace(microsecond=0),
             )
             self._hold_message(message)
         return message

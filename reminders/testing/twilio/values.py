@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -99,51 +100,39 @@ class FakeMessage:
     account_sid: str
     #: Recipient in E.164.
     to: str
-    #: Sender number, or None when a Messaging Service sent it.
-    from_: str | None
-    #: Messaging Service SID, if one was given.
-    messaging_service_sid: str | None
     #: Text of the message.
     body: str
-    #: ``StatusCallback`` URL, if one was given.
-    status_callback: str | None
-    #: ``ValidityPeriod`` in seconds, if one was given.
-    validity_period: int | None
     #: When the fake accepted it: aware UTC, whole seconds like Twilio's (also its ``date_sent``).
     date_created: datetime
+    #: Sender number, or None when a Messaging Service sent it.
+    from_: str | None = None
+    #: Messaging Service SID, if one was given.
+    messaging_service_sid: str | None = None
     #: Twilio status; the fake leaves every message ``queued``.
     status: str = "queued"
+    #: ``StatusCallback`` URL, if one was given.
+    status_callback: str | None = None
+    #: ``ValidityPeriod`` in seconds, if one was given.
+    validity_period: int | None = None
+
+    @classmethod
+    def new(
+        cls, account_sid: str, to: str, body: str, created: datetime, **fields: Any
+    ) -> FakeMessage:
+        """A message with a fresh SID, created at ``created`` (aware; whole seconds, like Twilio)."""
+        if created.tzinfo is None:
+            raise ValueError("a fake message's creation time must be aware")
+        stamp = created.astimezone(UTC).replace(microsecond=0)
+        return cls("SM" + uuid.uuid4().hex, account_sid, to, body, stamp, **fields)
 
     def to_json(self) -> dict[str, Any]:
         """This message as one JSON object (the ``--record`` line format)."""
-        return {
-            "sid": self.sid,
-            "account_sid": self.account_sid,
-            "to": self.to,
-            "from_": self.from_,
-            "messaging_service_sid": self.messaging_service_sid,
-            "body": self.body,
-            "status_callback": self.status_callback,
-            "validity_period": self.validity_period,
-            "date_created": self.date_created.isoformat(),
-            "status": self.status,
-        }
+        return {**asdict(self), "date_created": self.date_created.isoformat()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FakeMessage:
         """The message :meth:`to_json` wrote."""
-        return cls(
-            sid=str(data["sid"]),
-            account_sid=str(data["account_sid"]),
-            to=str(data["to"]),
-            from_=data.get("from_"),
-            messaging_service_sid=data.get("messaging_service_sid"),
-            body=str(data["body"]),
-            status_callback=data.get("status_callback"),
-            validity_period=data.get("validity_period"),
-            date_created=datetime.fromisoformat(str(data["date_created"])),
-            status=str(data.get("status", "queued")),
-        )
+        return cls(**{**data, "date_created": datetime.fromisoformat(str(data["date_created"]))})
 
 
 @dataclass(frozen=True, slots=True)
