@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -17,6 +18,13 @@ from reminders.store.schema import (
     in_lists,
     inserted_id,
     upsert,
+)
+
+#: One statement for the send-time check, built once (it runs before every provider call).
+_OPTED_OUT: Final = sa.select(OPT_OUTS.c.opted_out).where(
+    OPT_OUTS.c.channel == sa.bindparam("channel"),
+    OPT_OUTS.c.address == sa.bindparam("address"),
+    OPT_OUTS.c.opted_out,
 )
 
 
@@ -40,6 +48,11 @@ class ContactQueries:
             )
             result.update(r.address for r in rows)
         return result
+
+    def is_opted_out(self, channel: str, address: str) -> bool:
+        """Whether ``address`` is opted out of ``channel`` (one primary-key lookup)."""
+        found = self.conn.execute(_OPTED_OUT, {"channel": channel, "address": address}).first()
+        return found is not None
 
     def opt_out(
         self, channel: str, address: str, now: datetime, *, source: str, opted_out: bool = True

@@ -69,7 +69,7 @@ class OutboxManager:
         transaction and returns None: nothing may be sent.
         """
         with self.store.write() as tx:
-            if r.address and tx.contacts.opted_out(r.channel, [r.address]):
+            if r.address and tx.contacts.is_opted_out(r.channel, r.address):
                 self._apply(tx, r, lifecycle.opted_out(), now, None)
                 return None
             return tx.attempts.begin(r.id, number, owner, now, body_digest=body_digest)
