@@ -79,16 +79,20 @@ class Milestone:
 
 @dataclass(frozen=True, slots=True)
 class Protocol:
-    """A named care pathway: an ordered list of milestones."""
+    """A named care pathway: an ordered list of milestones.
+
+    Patients files name it by ``id``; its ``version`` goes up when what patients are told
+    changes, so a timeline can say which version a message came from.
+    """
 
     #: Identifier used in the patients file, e.g. ``proximal-hamstring-repair``.
     id: str
     #: Human title shown to coordinators.
     title: str
-    #: Milestones in file order.
-    milestones: tuple[Milestone, ...]
     #: Version number; bump it when clinical content changes.
     version: int
+    #: Milestones in file order.
+    milestones: tuple[Milestone, ...]
 
     def milestone(self, milestone_id: str) -> Milestone | None:
         """The milestone with that id, or ``None``."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -71,9 +71,8 @@ class SyncReport:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        ids = ("enrolled", "updated", "withdrawn", "paused", "unchanged")
         return {
-            **{name: getattr(self, name) for name in ids},
+            **{f.name: getattr(self, f.name) for f in fields(self)},
             "problems": [str(p) for p in self.problems],
             "reminders": dict(self.reminders),
         }
