@@ -81,6 +81,8 @@ class Service:
         self._stop = threading.Event()
         self._dispatching = threading.Lock()
         self._seen: tuple[float, ...] = ()
+        #: The last load of the configuration was rejected (so the next good one is logged).
+        self._rejected = False
         self.http: uvicorn.Server | None = None
 
     # -- jobs ----------------------------------------------------------------------------
@@ -103,8 +105,12 @@ class Service:
             config = self.app.load_config()
         except ReminderError as exc:
             log.error("config.rejected", error=str(exc), kept="last good configuration")
+            self._rejected = True
             config = self.config
         else:
+            if self._rejected:
+                log.info("config.accepted", schedules=config.schedules.fingerprint)
+                self._rejected = False
             if config.schedules.fingerprint != self.config.schedules.fingerprint:
                 log.info("config.changed", schedules=config.schedules.fingerprint)
         with self._dispatching:
@@ -234,10 +240,30 @@ class Service:
         self.dispatcher.stop()
 
     def show_upcoming(self, limit: int = 15) -> None:
-        """Print what will be sent next, with each patient's local time."""
+        """Print what will be sent next, with each patient's local time, on a terminal.
+
+        Elsewhere (journald, ``docker logs``, a pipe) stdout gets nothing: one ``upcoming``
+        log line carries the same reminders, so every line there stays JSON.
+        """
         with self.store.read() as tx:
             entries = tx.views.upcoming(limit)
             zones = {e.patient_id: tx.views.enrollment(e.patient_id).timezone for e in entries}
+        if not self.console.is_terminal:
+            log.info(
+                "upcoming",
+                count=len(entries),
+                reminders=[
+                    {
+                        "patient_id": e.patient_id,
+                        "milestone": e.milestone,
+                        "occurrence": e.occurrence,
+                        "channel": e.channel,
+                        "not_before": e.not_before.isoformat(),
+                    }
+                    for e in entries
+                ],
+            )
+            return
         table = Table(title=f"Next {len(entries)} reminders")
         for column in ("patient", "milestone", "channel", "local time", "UTC"):
             table.add_column(column)

@@ -5,6 +5,7 @@
 ``checks``        ``validate``, ``preview``
 ``delivery``      ``sync``, ``tick``, ``demo``, ``run``, ``serve``
 ``reading``       ``timeline``, ``status``
+``db``            ``db current``, ``db upgrade``
 ================  ==========================================
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from . import checks, delivery, reading  # noqa: F401  # each registers its commands
+from . import checks, db, delivery, reading  # noqa: F401  # each registers its commands
 from .root import app
 
 __all__ = ["app", "main"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -23,6 +23,8 @@ import yaml
 
 from reminders.testing import runner
 from reminders.testing.runner import Result
+from reminders.testing.smtp import SmtpRecorder
+from reminders.testing.twilio import FakeTwilio
 
 #: The repository root, where the shipped configuration lives.
 REPO = Path(__file__).resolve().parents[2]
@@ -79,6 +81,20 @@ def cli(tmp_path: Path) -> Cli:
     runner = Cli(tmp_path)
     runner.write_patients(sample_patients())
     return runner
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    """A Twilio-compatible endpoint on a free loopback port."""
+    with FakeTwilio() as fake:
+        yield fake
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpRecorder]:
+    """A recording SMTP server on a free loopback port."""
+    with SmtpRecorder() as server:
+        yield server
 
 
 @pytest.fixture

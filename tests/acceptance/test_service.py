@@ -62,20 +62,6 @@ REPLY = "The stitches near my sit bone itch a lot tonight, is that expected?"
 
 
 @pytest.fixture
-def twilio() -> Iterator[FakeTwilio]:
-    """A Twilio-compatible endpoint on a free loopback port."""
-    with FakeTwilio() as fake:
-        yield fake
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpRecorder]:
-    """A recording SMTP server on a free loopback port."""
-    with SmtpRecorder() as server:
-        yield server
-
-
-@pytest.fixture
 def service(tmp_path: Path, twilio: FakeTwilio, smtp: SmtpRecorder) -> Iterator[RunningService]:
     """A ``run`` process for ``tmp_path/clinic`` (started by the test); always stopped afterwards."""
     running = RunningService(tmp_path / "clinic", twilio, smtp)
