@@ -17,40 +17,33 @@ punctuation only separate words (``"8!!"`` is 8; keycap ``7️⃣`` is 7 and ``�
 
 Decisions a caller relies on:
 
-* **STOP** is read (a) when the whole message, less politeness (``please``, ``now``,
-  ``thanks``, ``por favor``, ``ya``...), is one STOP keyword (``STOP``, ``Stop please!!``);
-  (b) when one clause is an unmistakable keyword on its own (``"Stop. Pain is 8"``); and
-  (c) when a sentence asks for the messages to end (``"please stop texting me"``,
-  ``"unsubscribe me"``, ``"dejen de enviarme mensajes"``): the FCC's 2024 consent rule
-  makes any reasonable way of saying it a revocation. In (b) and (c) ``in_sentence`` is
-  True: carriers act on single keywords only, so Twilio has not blocked the number, and
-  the text may say more ("stop texting me, the pain is 9"): forward it to the care team
-  as well. A STOP word that is not about messages is no opt-out: ``"I can't stop the
+* **STOP** is read (a) when the whole message, less politeness (``please``, ``thanks``,
+  ``por favor``...), is one STOP keyword (``STOP``, ``Stop please!!``); (b) when one
+  clause is an unmistakable keyword (``"Stop. Pain is 8"``); (c) when a sentence asks
+  for the messages to end (``"please stop texting me"``, ``"dejen de enviarme mensajes"``):
+  the FCC's 2024 consent rule takes any reasonable wording as a revocation. In (b) and
+  (c) ``in_sentence`` is True: carriers act on lone keywords only, so Twilio has not
+  blocked the number, and the text may say more ("stop texting me, the pain is 9"):
+  forward it too. A STOP word not about messages is no opt-out: ``"I can't stop the
   pain"``, ``"no puedo parar el dolor"``, ``"cancel my appointment"``.
-* **START** and **HELP** only as the whole message (``HELP`` but not ``"help me, my calf
-  hurts"``, which is an answer or free text a person must read). ``YES`` is Twilio's
-  opt-in keyword, but with a yes-no question open it is the answer yes.
-* **Scale** (0-10): digits, ``7/10``, ``7 out of 10``, ``7 de 10``, number words in English
-  and Spanish (``seven``, ``siete``; ``once`` is 11 only for Spanish patients: in
-  English it is a word). A range or a hesitation between two scores (``6-7``, ``6 to 7``,
-  ``7 or 8``, ``entre 6 y 7``, ``7.5``) reads the HIGHER score: under-reading is the
-  harm (a missed alert); a range is not a conflict, so it costs no re-prompt. This also
-  reads ``"from 8 to 3"`` as 8: an over-read, which a person can dismiss. Two separate
-  scores (``"7 today, 9 last night"``) are unreadable. ``none``, ``nothing``, ``no pain``,
-  ``nada``, ``sin dolor`` as the whole message read 0 (a sentence holding ``no pain`` does
-  not: ``"no pain meds left"``). The letter ``O`` is not 0 (no low score is guessed).
-  Phone numbers, dates and times (``555-0100``, ``3/4``, ``5:30``, ``10am``, ``b4``) are
-  not scores and are skipped.
-* **Yes-no**: ``yes y yeah yep yup sure correct si sí sip claro por supuesto`` and
-  ``no n nope nah nop nel negativo para nada not really``, stretched forms too
-  (``siii``, ``noooo``). ``y`` and ``n`` count only alone (``y`` is Spanish "and").
-  Both yes and no words (``"sí, no me duele"``) are unreadable: re-prompting is safer
-  than guessing. ``ok`` is neither ("I'm ok" may mean "no swelling").
+* **START** and **HELP** only as the whole message (not ``"help me, my calf hurts"``:
+  a person must read that). ``YES`` (Twilio's opt-in) answers an open yes-no question.
+* **Scale** 0-10: digits, ``7/10``, ``7 out of 10``, ``7 de 10``, number words (``seven``,
+  ``siete``; ``once`` is 11 for Spanish patients only). A range or a hesitation
+  (``6-7``, ``6 to 7``, ``7 or 8``, ``entre 6 y 7``, ``7.5``) reads the HIGHER score:
+  under-reading is the harm (a missed alert), and a range is no conflict, so it costs no
+  re-prompt; ``"from 8 to 3"`` thus reads 8, an over-read a person can dismiss. Two
+  separate scores (``"7 today, 9 last night"``) are unreadable. ``none``, ``no pain``,
+  ``nada``, ``sin dolor`` as the whole message read 0 (not ``"no pain meds left"``); the
+  letter ``O`` is not 0. Phone numbers, dates, times and counts (``555-0100``, ``3/4``,
+  ``5:30``, ``10am``, ``2 pills``, ``two of my toes``, ``the left one``) are no scores.
+* **Yes-no**: yes, yeah, yep, sure, sí, claro, por supuesto...; no, nope, nah, para nada,
+  not really...; stretched too (``siii``). ``y``/``n`` only alone (``y`` is Spanish
+  "and"). Both yes and no (``"sí, no me duele"``) are unreadable; ``ok`` is neither.
 * **Choice**: the option's number 1..n, in digits or words; two numbers are unreadable.
-* **Unreadable** carries ``why`` (loggable: it holds no patient text) and ``reprompt``,
-  the key of the re-prompt template (``reprompt-scale``, ``reprompt-yes-no``,
-  ``reprompt-choice``; a clinic may keep templates of those names later);
-  :func:`reprompt_text` gives the default text in English or Spanish.
+* **Unreadable** carries ``why`` (loggable: no patient text) and ``reprompt``, the key of
+  the re-prompt template (``reprompt-scale``, ``reprompt-yes-no``, ``reprompt-choice``);
+  :func:`reprompt_text` gives its default text in English or Spanish.
 
 Replacing ``reminders.http.classify_reply``: ``read_reply(body, None, language).kind``
 is ``stop``, ``start``, ``help`` or ``other``, the values inbound rows already store.
@@ -142,15 +135,15 @@ class Reading:
 
     #: What the text is.
     kind: ReplyKind
+    #: STOP read from a sentence, not a lone keyword: the carrier has not blocked the
+    #: number, and the text may say more: forward it too.
+    in_sentence: bool = False
     #: Scale: the score 0-10; choice: the option 1..n; yes-no: :data:`YES` or :data:`NO`.
     value: int | None = None
     #: Why an answer could not be read.
     why: Unreadable | None = None
     #: Key of the re-prompt template to send (:attr:`Question.reprompt`).
     reprompt: str | None = None
-    #: STOP read from a sentence, not a lone keyword: the carrier has not blocked the
-    #: number, and the text may say more: forward it too.
-    in_sentence: bool = False
 
 
 # -- vocabulary (folded: lower case, no accents, no apostrophes) -----------------------------
@@ -218,11 +211,16 @@ _WORD_NUMBERS: Final = (
 )
 #: Number words that are numbers in one language only and common words in the other.
 _ONLY_IN: Final = {"once": "es"}
-#: Letters glued to digits that make a time, dose, ordinal or measure, not a score.
+#: Words after digits that make a time, dose, ordinal, count or measure, not a score.
 _UNITS: Final = frozenset(
-    {"am", "pm", "h", "hr", "hrs", "st", "nd", "rd", "th", "mg", "ml", "kg", "lb", "lbs"}
-    | {"min", "mins", "x", "k", "cm", "mm", "ft", "d", "wk", "wks", "days", "hours"}
+    {"am", "pm", "h", "hr", "hrs", "st", "nd", "rd", "th", "mg", "ml", "kg", "lb", "lbs", "x"}
+    | {"k", "cm", "mm", "ft", "d", "wk", "wks", "min", "mins", "minutes", "hour", "hours", "day"}
+    | {"days", "week", "weeks", "times", "pill", "pills", "tablet", "tablets", "steps", "miles"}
+    | {"minutos", "hora", "horas", "dia", "dias", "semana", "semanas", "veces", "pastillas"}
 )
+#: Words after a number word that keep it a score: connectors and "now".
+_JOINERS: Final = frozenset({"or", "o", "u", "to", "hasta", "out", "sobre"})
+_NOW: Final = frozenset({"today", "now", "tonight", "hoy", "ahora"})
 #: Words between a score and 10 that make "N out of 10".
 _OUT_OF: Final = (("/",), ("out", "of"), ("of",), ("de",), ("sobre",))
 #: Words between two scores that make a range or a hesitation.
@@ -230,7 +228,7 @@ _RANGE: Final = (("-",), ("~",), ("to",), ("or",), ("o",), ("u",), ("a",), ("has
 _BETWEEN: Final = {"between": "and", "entre": "y"}
 _ZERO_PHRASES: Final = frozenset(
     {"none", "nothing", "no pain", "no pain at all", "nada", "ninguno", "ninguna"}
-    | {"sin dolor", "nada de dolor", "ningun dolor", "no me duele", "no duele"}
+    | {"sin dolor", "nada de dolor", "ningun dolor", "no me duele", "zero pain", "cero dolor"}
 )
 _YES_WORDS: Final = frozenset(
     {"yes", "yeah", "yea", "yep", "yup", "sure", "correct", "affirmative"}
@@ -282,11 +280,6 @@ def _primary(language: str) -> str:
     return re.split(r"[-_]", language, maxsplit=1)[0].casefold()
 
 
-def _words(text: str) -> list[str]:
-    """Runs of letters and digits."""
-    return _ALNUM.findall(text)
-
-
 def _collapse(word: str) -> str:
     """A stretched word at rest: ``siii`` -> ``si``, ``yesss`` -> ``yes``."""
     return _DOUBLES.sub(r"\1", word)
@@ -313,7 +306,7 @@ def _stop(text: str, words: Sequence[str]) -> Reading | None:
     if _dedupe(words) in STOP_KEYWORDS:
         return Reading(ReplyKind.STOP)
     for clause in _CLAUSE_BREAK.split(text):
-        clause_words = _words(clause)
+        clause_words = _ALNUM.findall(clause)
         if _dedupe(clause_words) in CLAUSE_STOP_KEYWORDS or _STOP_SENTENCES.search(
             " ".join(clause_words)
         ):
@@ -359,23 +352,33 @@ def _number(digits: str) -> _Atom:
 
 
 def _atoms(text: str, language: str) -> list[_Atom]:
-    """The text as numbers, words and separators, digits glued to letters made non-scores."""
+    """The text as numbers, words and separators; numbers that count or measure are skipped.
+
+    Digits glued after a letter (``b4``) or before a unit (``10am``, ``2 pills``) are no
+    score. A number word is one only where a score stands: before the end, punctuation, a
+    number, a connector or "now" (``seven!``, ``seven out of ten``, not ``two pills``);
+    ``one``/``uno``, also a pronoun ("the left one"), only alone or before a connector.
+    """
     matches = list(_LEX.finditer(text))
     atoms: list[_Atom] = []
     for i, m in enumerate(matches):
+        nxt = matches[i + 1] if i + 1 < len(matches) else None
+        follower = nxt["word"] if nxt and not text[m.end() : nxt.start()].strip() else None
         if m["num"] is not None:
-            before = (
+            glued = (
                 i > 0 and matches[i - 1]["word"] is not None and matches[i - 1].end() == m.start()
             )
-            after = (
-                i + 1 < len(matches)
-                and matches[i + 1]["word"] in _UNITS
-                and matches[i + 1].start() == m.end()
-            )
-            atoms.append(_Atom("skip") if before or after else _number(m["num"]))
+            atoms.append(_Atom("skip") if glued or follower in _UNITS else _number(m["num"]))
         elif m["word"] is not None:
             word = m["word"]
             value = _WORD_NUMBERS.get(word, -1) if _ONLY_IN.get(word, language) == language else -1
+            if word in ("one", "uno"):
+                value = value if len(matches) == 1 or follower in _JOINERS else -1
+            elif follower is not None and follower not in _JOINERS | _NOW:
+                ten = nxt is not None and text[nxt.end() :].lstrip().startswith(
+                    ("10", "ten", "diez")
+                )
+                value = value if follower in ("of", "de") and ten else -1
             atoms.append(_Atom("word", word) if value < 0 else _Atom("num", word, value, value))
         else:
             atoms.append(_Atom("sep", m["sep"]))
@@ -469,7 +472,7 @@ def read_reply(body: str, question: Question | None, language: str) -> Reading:
     text = _fold(body)
     if _REACTION.match(text):  # it quotes our message: no word of it is the patient's
         text = ""
-    words = _words(text)
+    words = _ALNUM.findall(text)
     stop = _stop(text, words)
     if stop is not None:
         return stop
