@@ -68,6 +68,7 @@ REPLIES = [
     ("(8)", SCALE, "en", answer(8)),
     ("😩 8 😩", SCALE, "en", answer(8)),
     ("７", SCALE, "en", answer(7)),  # full-width digit
+    ("ＳＴＯＰ", SCALE, "en", STOP),  # full-width letters (an East Asian keyboard)
     ("１０", SCALE, "en", answer(10)),
     ("٧", SCALE, "en", answer(7)),  # Arabic-Indic seven
     ("7️⃣", SCALE, "en", answer(7)),  # keycap emoji
