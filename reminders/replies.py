@@ -148,14 +148,12 @@ class Reading:
 
 # -- vocabulary (folded: lower case, no accents, no apostrophes) -----------------------------
 
-# Twilio's default opt-out keywords, single-word messages only: STOP, STOPALL, UNSUBSCRIBE,
-# CANCEL, END, QUIT, REVOKE, OPTOUT; opt-in START, UNSTOP, YES; help HELP, INFO
-# (help.twilio.com/articles/223134027 "Twilio support for opt-out keywords (SMS STOP
-# filtering)"). Twilio's defaults are English only; its Advanced Opt-Out for Messaging
-# Services lets an account add Spanish keywords (support article 360034798533): configure
-# the Spanish words below there too so the carrier side agrees. BAJA is the usual Spanish
-# opt-out ("darse de baja"); ALTO is left out on purpose: alone it also means "high",
-# a plausible answer to a pain question.
+# Twilio's default keywords, as single-word messages: opt-out STOP STOPALL UNSUBSCRIBE CANCEL
+# END QUIT REVOKE OPTOUT, opt-in START UNSTOP YES, help HELP INFO (help.twilio.com/articles/
+# 223134027, "Twilio support for opt-out keywords"). They are English only; Advanced Opt-Out
+# of a Messaging Service adds others (help.twilio.com/articles/360034798533): give it the
+# Spanish words below so the carrier side agrees. BAJA is the usual Spanish opt-out ("darse
+# de baja"); not ALTO: alone it also means "high", an answer to a pain question.
 STOP_KEYWORDS: Final = frozenset(
     {"stop", "stopall", "stop all", "unsubscribe", "cancel", "end", "quit", "revoke"}
     | {"optout", "opt out", "parar", "para", "cancelar", "baja", "detener"}
@@ -175,6 +173,8 @@ _POLITE: Final = frozenset(
 _MSG: Final = (
     r"(?:texts?|texting|messages?|messaging|msgs?|sms|reminders?|mensajes?|textos?|recordatorios?)"
 )
+#: Sentences that ask for the messages to end: under the FCC's 2024 consent order (FCC 24-24,
+#: Federal Register 2024-04587) any reasonable wording revokes consent, not only keywords.
 _STOP_SENTENCES: Final = re.compile(
     "|".join(
         [
@@ -264,12 +264,9 @@ _LEX: Final = re.compile(
 
 def _fold(body: str) -> str:
     """Lower case, ASCII digits, no accents or apostrophes (see the module docstring)."""
-    text = unicodedata.normalize("NFKC", body).translate(_TRANSLATE)
-    text = "".join(
-        str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii() else c for c in text
-    ).casefold()
+    text = unicodedata.normalize("NFKC", body).translate(_TRANSLATE).casefold()
     return "".join(
-        c
+        str(unicodedata.decimal(c)) if c.isdecimal() else c
         for c in unicodedata.normalize("NFKD", text)
         if unicodedata.category(c) not in ("Mn", "Me")
     )
@@ -280,13 +277,9 @@ def _primary(language: str) -> str:
     return re.split(r"[-_]", language, maxsplit=1)[0].casefold()
 
 
-def _collapse(word: str) -> str:
-    """A stretched word at rest: ``siii`` -> ``si``, ``yesss`` -> ``yes``."""
-    return _DOUBLES.sub(r"\1", word)
-
-
-_YES_COLLAPSED: Final = frozenset(_collapse(w) for w in _YES_WORDS)
-_NO_COLLAPSED: Final = frozenset(_collapse(w) for w in _NO_WORDS)
+#: The yes and no words with doubled letters made single, as replies are: ``siii`` -> ``si``.
+_YES_STEMS: Final = frozenset(_DOUBLES.sub(r"\1", w) for w in _YES_WORDS)
+_NO_STEMS: Final = frozenset(_DOUBLES.sub(r"\1", w) for w in _NO_WORDS)
 
 
 # -- keywords ---------------------------------------------------------------------------------
@@ -435,9 +428,9 @@ def _read_yes_no(question: Question, words: Sequence[str]) -> Reading:
         return _unreadable(question, Unreadable.EMPTY)
     if len(words) == 1 and words[0] in ("y", "n"):
         return Reading(ReplyKind.ANSWER, value=YES if words[0] == "y" else NO)
-    padded, stems = f" {' '.join(words)} ", {_collapse(w) for w in words}
-    yes = bool(stems & _YES_COLLAPSED) or any(f" {p} " in padded for p in _YES_PHRASES)
-    no = bool(stems & _NO_COLLAPSED) or any(f" {p} " in padded for p in _NO_PHRASES)
+    padded, stems = f" {' '.join(words)} ", {_DOUBLES.sub(r"\1", w) for w in words}
+    yes = bool(stems & _YES_STEMS) or any(f" {p} " in padded for p in _YES_PHRASES)
+    no = bool(stems & _NO_STEMS) or any(f" {p} " in padded for p in _NO_PHRASES)
     if yes and no:
         return _unreadable(question, Unreadable.CONFLICTING)
     if yes or no:
