@@ -419,6 +419,7 @@ def _scores(atoms: Sequence[_Atom]) -> list[tuple[int, int]]:
 
 
 def _unreadable(question: Question, why: Unreadable) -> Reading:
+    """An unreadable reply to ``question``, with its re-prompt key."""
     return Reading(ReplyKind.UNREADABLE, why=why, reprompt=question.reprompt)
 
 
