@@ -368,3 +368,39 @@ def callback_status(current: str, message_status: str) -> ReminderStatus | None:
         return None
     status, rank = mapped
     return status if rank > _RANK[current] else None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackDecision:
+    """What one provider status callback does to the reminder its URL names."""
+
+    #: The callback is about this reminder's message: its MessageSid is the one recorded.
+    matched: bool
+    #: The reminder's new status, or None when the callback changes nothing.
+    status: ReminderStatus | None = None
+
+
+def status_callback(
+    current: str,
+    recorded: str | None,
+    attempted: frozenset[str],
+    message_sid: str,
+    message_status: str,
+) -> CallbackDecision:
+    """What a callback about ``message_sid`` does to a reminder in status ``current``.
+
+    It applies only to the message recorded for the reminder: its provider id
+    (``recorded``) or, when none is recorded, the provider id of one of its attempts
+    (``attempted``). A callback for a reminder whose message is not recorded yet is
+    ignored, whatever it says: a reminder never sent, or one whose attempt is still
+    open (the callback beat our own commit of the provider's answer, or the process
+    died during the call). Our own commit, or reconciliation with the provider before
+    any resend, then records the message, and Twilio's later callbacks for it apply.
+    The cost is at most an early status (a ``delivered`` that overtakes our commit
+    leaves the reminder ``sent``); the alternative would let any signed callback settle
+    a reminder that was never sent, so that it never would be.
+    """
+    matched = message_sid == recorded if recorded is not None else message_sid in attempted
+    if not matched:
+        return CallbackDecision(matched=False)
+    return CallbackDecision(matched=True, status=callback_status(current, message_status))

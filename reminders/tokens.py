@@ -10,6 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+from typing import Final
+
+#: A reminder id as :func:`sign` writes it: base 36, lower case, no leading zero.
+_PAYLOAD: Final = re.compile("[1-9a-z][0-9a-z]{0,12}")
 
 
 def _mac(secret: str, payload: str) -> str:
@@ -36,16 +41,14 @@ def sign(secret: str, reminder_id: int) -> str:
 
 
 def verify(secret: str, token: str) -> int | None:
-    """The reminder id of a genuine token, else ``None``."""
+    """The reminder id of a genuine token, else ``None``.
+
+    Only the form :func:`sign` writes is read: lower-case base 36 without a leading
+    zero (``int`` alone would also take ``+``, ``_``, spaces and upper case).
+    """
     payload, dot, signature = token.partition(".")
-    if (
-        not dot
-        or not payload
-        or len(payload) > 13
-        or not hmac.compare_digest(signature.encode(), _mac(secret, payload).encode())
-    ):
+    if not dot or not _PAYLOAD.fullmatch(payload):
         return None
-    try:
-        return int(payload, 36)
-    except ValueError:
+    if not hmac.compare_digest(signature.encode(), _mac(secret, payload).encode()):
         return None
+    return int(payload, 36)

@@ -16,7 +16,6 @@ from reminders.store.schema import (
     OPT_OUTS,
     REMINDERS,
     in_lists,
-    inserted_id,
     upsert,
 )
 
@@ -100,15 +99,14 @@ class ContactQueries:
         return [row.patient_id for row in rows]
 
     def record_inbound(
-        self, sender: str, body: str, kind: str, now: datetime, *, provider_id: str | None
+        self, sender: str, body: str, kind: str, now: datetime, *, provider_id: str
     ) -> tuple[int, list[str]] | None:
-        """Store an inbound text; returns (id, patient ids), or None for a duplicate delivery."""
-        if provider_id is not None:
-            seen = self.conn.execute(
-                sa.select(INBOUND.c.id).where(INBOUND.c.provider_id == provider_id)
-            ).first()
-            if seen is not None:
-                return None
+        """Store an inbound text; returns (id, patient ids), or None if ``provider_id`` (the
+        MessageSid) was stored before: a webhook delivered twice is handled once.
+
+        One ``INSERT ... ON CONFLICT DO NOTHING``: two deliveries of the same text at once
+        cannot both be stored (a look-up first would let both through to the insert).
+        """
         patients = self.patients_with("sms", sender)
         row = {
             "at": now,
@@ -118,7 +116,11 @@ class ContactQueries:
             "provider_id": provider_id,
             "patient_ids": ",".join(patients),
         }
-        return inserted_id(self.conn.execute(INBOUND.insert().values(row))), patients
+        insert = upsert(self.conn, INBOUND).values(row)
+        stored = self.conn.execute(
+            insert.on_conflict_do_nothing(index_elements=["provider_id"]).returning(INBOUND.c.id)
+        ).scalar_one_or_none()
+        return None if stored is None else (stored, patients)
 
     def mark_forwarded(self, inbound_id: int) -> None:
         """Note that an inbound text reached the coordinator."""

@@ -17,14 +17,23 @@ from sqlalchemy.engine import Connection
 from reminders.lifecycle import (
     ACCEPTED,
     PENDING,
+    UNSETTLED,
     AttemptOutcome,
+    CallbackDecision,
     ReminderStatus,
     Transition,
-    callback_status,
+    status_callback,
 )
 from reminders.models import Recipient
 from reminders.store.attempts import AttemptQueries
-from reminders.store.schema import ENROLLMENTS, REMINDERS, active, in_doubt_ids, in_lists
+from reminders.store.schema import (
+    ATTEMPTS,
+    ENROLLMENTS,
+    REMINDERS,
+    active,
+    in_doubt_ids,
+    in_lists,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +146,8 @@ class OutboxQueries:
     def settle(self, reminder_id: int, t: Transition, now: datetime) -> None:
         """Move a leased reminder as ``t`` says and give up the lease (no-op for ``status`` None).
 
-        Only a reminder still ``sending`` changes: a status callback that arrived while
-        the provider call was in flight has already recorded the send, and wins.
+        Only a reminder still ``sending`` changes: one whose lease lapsed meanwhile was
+        given back by another process, its attempt put in doubt for reconciliation.
         """
         if t.status is None:
             return
@@ -213,28 +222,44 @@ class OutboxQueries:
         message_status: str,
         error_code: str | None,
         now: datetime,
-    ) -> ReminderStatus | None:
-        """Apply a Twilio status callback; returns the new reminder status, or None if ignored.
+    ) -> CallbackDecision:
+        """Apply a Twilio status callback to an SMS reminder; returns what it did.
 
-        Duplicates and callbacks that arrive out of order never move a reminder
-        backwards (``delivered`` is not undone by a late ``sent``); a callback for
-        another message than the one recorded is ignored.
+        Only a callback about the message recorded for the reminder applies (see
+        :func:`reminders.lifecycle.status_callback`); duplicates and callbacks that
+        arrive out of order never move a reminder backwards (``delivered`` is not
+        undone by a late ``sent``).
         """
-        r = REMINDERS.c
+        r, a = REMINDERS.c, ATTEMPTS.c
         row = self.conn.execute(
             sa.select(r.status, r.provider_id, r.channel)
             .where(r.id == reminder_id)
             .with_for_update()
         ).first()
-        if row is None or row.channel != "sms" or row.provider_id not in (None, message_sid):
-            return None
-        status = callback_status(row.status, message_status)
-        if status is None:
-            return None
-        values: dict[str, Any] = {"status": status, "provider_id": message_sid, "updated_at": now}
-        if status == ReminderStatus.FAILED:
+        if row is None or row.channel != "sms":
+            return CallbackDecision(matched=False)
+        attempted: frozenset[str] = frozenset()
+        if row.provider_id is None:
+            attempted = frozenset(
+                self.conn.execute(
+                    sa.select(a.provider_id).where(
+                        a.reminder_id == reminder_id, a.provider_id.is_not(None)
+                    )
+                ).scalars()
+            )
+        decision = status_callback(
+            row.status, row.provider_id, attempted, message_sid, message_status
+        )
+        if decision.status is None:
+            return decision
+        values: dict[str, Any] = {
+            "status": decision.status,
+            "provider_id": message_sid,
+            "updated_at": now,
+        }
+        if decision.status == ReminderStatus.FAILED:
             values.update(error_code=error_code, error=f"Twilio reported {message_status}")
-        if row.status in (ReminderStatus.PLANNED, ReminderStatus.SENDING):
+        if row.status in UNSETTLED:
             values.update(sent_at=now, lease_owner=None, lease_until=None)
             AttemptQueries(self.conn).resolve_in_doubt(
                 reminder_id,
@@ -244,7 +269,7 @@ class OutboxQueries:
                 also_pending=True,
             )
         self.conn.execute(REMINDERS.update().where(r.id == reminder_id).values(**values))
-        return status
+        return decision
 
     def patient_of(self, reminder_id: int) -> str | None:
         """The patient id of a reminder, or None if there is no such reminder."""

@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reminders.testing.smtp import SmtpRecorder
 from reminders.testing.twilio import FakeMessage, FakeTwilio
+from tests.twilio_webhooks import inbound_form, status_form
 
 from .service import (
     CLINIC_NAME,
@@ -159,7 +160,7 @@ def unsubscribe_path(mail: EmailMessage, service: RunningService) -> str:
 def inbound(patient: Patient, body: str, n: int) -> dict[str, str]:
     """An inbound-SMS webhook form from ``patient``."""
     assert patient.phone
-    return {"From": patient.phone, "To": FROM, "Body": body, "MessageSid": f"SM{n:032x}"}
+    return inbound_form(patient.phone, body, f"SM{n:032x}", to=FROM)
 
 
 # -- 1. the clock -----------------------------------------------------------------------------
@@ -291,7 +292,7 @@ def test_forged_or_missing_signature_gets_403_and_changes_nothing(
     before = (service.timeline(DANA.id), service.cli("status", "--json").json())
     stop = inbound(DANA, "STOP", 1)
     reply = inbound(DANA, REPLY, 2)
-    failed = {"MessageSid": text.sid, "MessageStatus": "failed", "ErrorCode": "30003"}
+    failed = status_form(text.sid, "failed", to=DANA.phone or "", code="30003")
     forged = "dGhpcyBpcyBub3QgYSBzaWduYXR1cmU="
     tampered = service.signature("/twilio/inbound", inbound(DANA, "HELLO", 1))
     attempts = [
@@ -330,13 +331,13 @@ def test_duplicate_and_out_of_order_status_callbacks_end_in_the_right_state(
     [to_luis] = texts_to(twilio, LUIS)
 
     for status in ("delivered", "delivered", "sent"):
-        form = {"MessageSid": to_dana.sid, "MessageStatus": status, "To": DANA.phone or ""}
+        form = status_form(to_dana.sid, status, to=DANA.phone or "")
         response = service.twilio_post(status_path(to_dana), form)
         assert response.status_code == 204, response.text
     # A callback about some other message for this reminder is not taken as its status.
-    other = {"MessageSid": "SM" + "0" * 32, "MessageStatus": "failed", "ErrorCode": "30005"}
+    other = status_form("SM" + "0" * 32, "failed", to=DANA.phone or "", code="30005")
     assert service.twilio_post(status_path(to_dana), other).status_code == 204
-    failed = {"MessageSid": to_luis.sid, "MessageStatus": "failed", "ErrorCode": "30003"}
+    failed = status_form(to_luis.sid, "failed", to=LUIS.phone or "", code="30003")
     assert service.twilio_post(status_path(to_luis), failed).status_code == 204
 
     dana = row(service, DANA, FIRST, "sms")
@@ -514,9 +515,7 @@ def test_logs_of_a_full_run_hold_no_phone_number_email_address_or_message_body(
     assert service.twilio_post("/twilio/inbound", inbound(AROHA, REPLY, 5), None).status_code == 403
     [text] = texts_to(twilio, LUIS)
     for status, code in (("delivered", None), ("failed", "30003")):
-        form = {"MessageSid": text.sid, "MessageStatus": status, "To": LUIS.phone or ""}
-        if code:
-            form["ErrorCode"] = code
+        form = status_form(text.sid, status, to=LUIS.phone or "", code=code)
         assert service.twilio_post(status_path(text), form).status_code == 204
     [mail] = patient_mail(smtp, DANA)
     path = unsubscribe_path(mail, service)

@@ -35,6 +35,7 @@ from reminders.store import Store, TimelineEntry
 from reminders.sync import sync_patients
 from reminders.templates import Templates
 from reminders.testing import make_dispatcher, patient_record, write_patients
+from tests.twilio_webhooks import ACCOUNT_SID, SidChannel, inbound_form, message_sid, status_form
 
 PUBLIC_URL = "https://reminders.example.com"
 AUTH_TOKEN = "audit-test-auth-token"
@@ -103,7 +104,7 @@ def outbox(
 ) -> Iterator[Outbox]:
     """Three patients whose day-1 reminders went out through the memory channel, behind the app."""
     enrol(store, shipped, tmp_path)
-    sms, email = MemoryChannel("sms"), MemoryChannel("email")
+    sms, email = SidChannel("sms"), MemoryChannel("email")
     report = make_dispatcher(
         store,
         shipped,
@@ -124,6 +125,7 @@ def outbox(
         running=lambda: True,
         forward=lambda inbound: None,
         clock=lambda: LATER,
+        twilio_account_sid=ACCOUNT_SID,
     )
     with serve(create_app(context)) as client:
         yield Outbox(store, client, sms, email)
@@ -208,12 +210,11 @@ def test_status_callbacks_are_audited_once_with_patient_and_reminder(outbox: Out
     """
     delivered, failed = outbox.sent("P-1", "sms"), outbox.sent("P-2", "sms")
     for entry, status, code in ((delivered, "delivered", None), (failed, "undelivered", "30003")):
-        form = {"MessageSid": entry.provider_id or "", "MessageStatus": status}
-        if code:
-            form["ErrorCode"] = code
+        assert entry.provider_id
+        form = status_form(entry.provider_id, status, to=PHONE[entry.patient_id], code=code)
         path = f"/twilio/status?reminder={entry.id}"
-        assert outbox.post_twilio(path, {**form, "To": PHONE[entry.patient_id]}) == 204
-        assert outbox.post_twilio(path, {**form, "To": PHONE[entry.patient_id]}) == 204
+        assert outbox.post_twilio(path, form) == 204
+        assert outbox.post_twilio(path, form) == 204
     events = outbox.events("reminder.delivered", "reminder.failed")
     assert [(e["kind"], e["patient_id"], e["reminder_id"]) for e in events] == [
         ("reminder.delivered", "P-1", delivered.id),
@@ -236,7 +237,7 @@ def test_stop_and_start_replies_are_audited_as_opt_out_and_back_in(outbox: Outbo
     Catches: an SMS opt-out or opt-in that leaves no audit record, or one that names no patient.
     """
     for n, body in enumerate(("STOP", "START"), start=1):
-        form = {"From": PHONE["P-1"], "To": "+12015550100", "Body": body, "MessageSid": f"SM{n}"}
+        form = inbound_form(PHONE["P-1"], body, message_sid(n))
         assert outbox.post_twilio("/twilio/inbound", form) == 200
     events = outbox.events("opt_out.sms.on", "opt_out.sms.off")
     assert [(e["kind"], e["patient_id"], e["reminder_id"]) for e in events] == [
@@ -252,7 +253,7 @@ def test_a_free_text_reply_is_not_copied_into_the_audit(outbox: Outbox) -> None:
 
     Catches: the reply body written into the audit trail (PHI outside the inbound table).
     """
-    form = {"From": PHONE["P-2"], "To": "+12015550100", "Body": REPLY, "MessageSid": "SM9"}
+    form = inbound_form(PHONE["P-2"], REPLY, message_sid(9))
     assert outbox.post_twilio("/twilio/inbound", form) == 200
     assert REPLY not in repr(outbox.events())
     assert_detail_clean(outbox.events(), outbox.sms, outbox.email)
@@ -278,12 +279,8 @@ def test_21610_in_a_status_callback_is_audited_as_an_sms_opt_out(outbox: Outbox)
     Catches: the provider's opt-out applied silently, with no audit record of the opt-out.
     """
     entry = outbox.sent("P-3", "sms")
-    form = {
-        "MessageSid": entry.provider_id or "",
-        "MessageStatus": "failed",
-        "ErrorCode": "21610",
-        "To": PHONE["P-3"],
-    }
+    assert entry.provider_id
+    form = status_form(entry.provider_id, "failed", to=PHONE["P-3"], code="21610")
     assert outbox.post_twilio(f"/twilio/status?reminder={entry.id}", form) == 204
     [event] = outbox.events("opt_out.sms.on")
     assert (event["patient_id"], event["reminder_id"]) == ("P-3", entry.id)
