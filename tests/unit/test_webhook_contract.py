@@ -148,7 +148,7 @@ def mac(secret: str, payload: str) -> str:
     return base64.urlsafe_b64encode(digest.digest()[:16]).rstrip(b"=").decode()
 
 
-@pytest.mark.parametrize("payload", ["0v", "+v", "v_", " v", "V", "1_0", "-v"])
+@pytest.mark.parametrize("payload", ["0v", "+v", "v_v", " v", "V", "1_0", "-v"])
 def test_a_token_verifies_only_in_the_form_sign_writes(payload: str) -> None:
     """A token whose MAC is genuine for a non-canonical spelling of an id (leading zero, sign, underscore, space, upper case) does not verify."""
     assert tokens.verify("k", f"{payload}.{mac('k', payload)}") is None
