@@ -211,6 +211,7 @@ class Service:
         return WebContext(
             store=self.store,
             twilio_auth_token=self.settings.twilio.auth_token if self.settings.twilio else None,
+            twilio_account_sid=self.settings.twilio.account_sid if self.settings.twilio else None,
             public_url=self.settings.public_url,
             secret_key=self.settings.secret(),
             clinic=lambda: self.config.schedules.clinic,
