@@ -19,7 +19,16 @@ import phonenumbers
 
 from reminders.durations import parse_clock, parse_day_offset, parse_duration
 from reminders.errors import ScheduleError
-from reminders.fields import attribute_text, normalise_email
+from reminders.fields import (
+    LIMITS,
+    MAX_ATTRIBUTE_KEY,
+    MAX_ATTRIBUTE_VALUE,
+    MAX_TEXT,
+    attribute_text,
+    normalise_email,
+    shorten,
+    too_long,
+)
 from reminders.models import (
     CHANNELS,
     Channel,
@@ -35,6 +44,12 @@ from reminders.yamlio import read_config_file
 SCHEDULES_FILE: Final = "schedules.yaml"
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _LANGUAGE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
+#: Most protocols in one file, milestones in one protocol, and reminders one protocol
+#: plans per patient and channel (every repeat counted): a typo like ``every: 1 day``
+#: ``until: week 520`` would otherwise plan millions of rows for a clinic.
+MAX_PROTOCOLS: Final = 50
+MAX_MILESTONES: Final = 100
+MAX_OCCURRENCES: Final = 500
 
 
 def load_zone(name: str) -> ZoneInfo:
@@ -71,14 +86,41 @@ class _Reader:
         return cast(Mapping[str, Any], value)
 
     def text(
-        self, block: Mapping[str, Any], key: str, record: str, *, default: str | None = None
+        self,
+        block: Mapping[str, Any],
+        key: str,
+        record: str,
+        *,
+        default: str | None = None,
+        limit: int | None = None,
     ) -> str:
         value = block.get(key, default)
         if value is None:
             raise self.fail(record, key, "is required")
         if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
-            raise self.fail(record, key, f"expected text, got {value!r}")
-        return str(value).strip()
+            raise self.fail(record, key, f"expected text, got {shorten(repr(value))}")
+        return self.bounded(str(value).strip(), record, key, limit or LIMITS.get(key, MAX_TEXT))
+
+    def bounded(self, text: str, record: str, field: str, limit: int) -> str:
+        reason = too_long(text, limit)
+        if reason is not None:
+            raise self.fail(record, field, reason)
+        return text
+
+    def scalars(self, value: object, record: str = "", field: str = "") -> None:
+        """Refuse any text in the document longer than MAX_TEXT, before reading any field."""
+        if isinstance(value, str):
+            self.bounded(value, record, field, MAX_TEXT)
+            return
+        inner = ".".join(part for part in (record, field) if part)
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                name = shorten(str(key))
+                self.bounded(str(key), inner, name, MAX_TEXT)
+                self.scalars(item, inner, name)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.scalars(item, record, f"{field}[{index}]")
 
     def only(self, block: Mapping[str, Any], allowed: set[str], record: str) -> None:
         unknown = sorted(str(key) for key in set(block) - allowed)
@@ -119,6 +161,7 @@ def parse_schedules(raw: object, file: str) -> Schedules:
     """Validate the parsed YAML document of a schedules file."""
     r = _Reader(file)
     doc = r.mapping(raw, "", "")
+    r.scalars(doc)
     r.only(doc, {"clinic", "defaults", "protocols"}, "")
     clinic = _clinic(r, r.mapping(doc.get("clinic"), "clinic", ""))
 
@@ -148,6 +191,10 @@ def parse_schedules(raw: object, file: str) -> Schedules:
     protocols_raw = r.mapping(doc.get("protocols"), "protocols", "")
     if not protocols_raw:
         raise r.fail("protocols", "", "at least one protocol is required")
+    if len(protocols_raw) > MAX_PROTOCOLS:
+        raise r.fail(
+            "protocols", "", f"has {len(protocols_raw)} protocols; the limit is {MAX_PROTOCOLS}"
+        )
     context = _MilestoneDefaults(send_time, window, expiry, channels)
     protocols = {
         str(pid): _protocol(r, str(pid), body, context) for pid, body in protocols_raw.items()
@@ -236,7 +283,8 @@ class _MilestoneDefaults:
 
 
 def _protocol(r: _Reader, pid: str, raw: object, d: _MilestoneDefaults) -> Protocol:
-    record = f"protocols.{pid}"
+    record = f"protocols.{shorten(pid)}"
+    r.bounded(pid, record, "", LIMITS["id"])
     if not _ID.match(pid):
         raise r.fail(record, "", "protocol ids are lowercase letters, digits and dashes")
     body = r.mapping(raw, record, "")
@@ -247,6 +295,12 @@ def _protocol(r: _Reader, pid: str, raw: object, d: _MilestoneDefaults) -> Proto
     milestones_raw = body.get("milestones")
     if not isinstance(milestones_raw, list) or not milestones_raw:
         raise r.fail(record, "milestones", "expected a non-empty list of milestones")
+    if len(milestones_raw) > MAX_MILESTONES:
+        raise r.fail(
+            record,
+            "milestones",
+            f"has {len(milestones_raw)} milestones; the limit is {MAX_MILESTONES}",
+        )
     milestones: list[Milestone] = []
     for index, item in enumerate(milestones_raw):
         milestone = _milestone(r, f"{record}.milestones[{index}]", item, d)
@@ -255,6 +309,14 @@ def _protocol(r: _Reader, pid: str, raw: object, d: _MilestoneDefaults) -> Proto
                 f"{record}.milestones[{index}] id={milestone.id}", "id", "duplicate milestone id"
             )
         milestones.append(milestone)
+    occurrences = sum(len(m.offsets()) for m in milestones)
+    if occurrences > MAX_OCCURRENCES:
+        raise r.fail(
+            record,
+            "milestones",
+            f"plan {occurrences:,} messages per patient and channel (repeats counted); "
+            f"the limit is {MAX_OCCURRENCES}: check each repeat's 'every' and 'until'",
+        )
     return Protocol(
         id=pid,
         title=r.text(body, "title", record, default=pid),
@@ -266,6 +328,8 @@ def _protocol(r: _Reader, pid: str, raw: object, d: _MilestoneDefaults) -> Proto
 def _milestone(r: _Reader, where: str, raw: object, d: _MilestoneDefaults) -> Milestone:
     body = r.mapping(raw, where, "")
     mid = body.get("id")
+    if isinstance(mid, str):
+        r.bounded(mid, where, "id", LIMITS["id"])
     if not isinstance(mid, str) or not _ID.match(mid):
         raise r.fail(where, "id", "required: lowercase letters, digits and dashes")
     record = f"{where} id={mid}"
@@ -284,7 +348,7 @@ def _milestone(r: _Reader, where: str, raw: object, d: _MilestoneDefaults) -> Mi
         raise r.fail(
             record, "send_time", f"{send_time:%H:%M} is outside the send window {d.window}"
         )
-    template = r.text(body, "template", record, default=mid)
+    template = r.text(body, "template", record, default=mid, limit=LIMITS["id"])
     if not _ID.match(template):
         raise r.fail(record, "template", "template names are lowercase letters, digits and dashes")
     channels = (
@@ -314,7 +378,11 @@ def _milestone(r: _Reader, where: str, raw: object, d: _MilestoneDefaults) -> Mi
             values = value if isinstance(value, list) else [value]
             if not values or not all(isinstance(v, str | int | bool) for v in values):
                 raise r.fail(record, f"when.{key}", "expected a value or a list of values")
-            when[str(key)] = tuple(attribute_text(v) for v in values)
+            r.bounded(str(key), record, f"when.{key}", MAX_ATTRIBUTE_KEY)
+            texts = tuple(attribute_text(v) for v in values)
+            for text in texts:
+                r.bounded(text, record, f"when.{key}", MAX_ATTRIBUTE_VALUE)
+            when[str(key)] = texts
     return Milestone(
         id=mid,
         offset_days=offset,

@@ -1,9 +1,73 @@
-"""Field-level normalisation shared by every parser: phones, emails, attribute values."""
+"""Field-level normalisation shared by every parser: lengths, phones, emails, attribute values.
+
+Every text a person writes into a configuration or patients file is bounded here before
+anything else reads it: a runaway cell (a pasted letter, a wrong column, a hostile
+file) is reported against its record and never reaches the database, a template or a
+provider. The limits are documented in the README's patients-file section and in the
+comments of ``schedules.yaml``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Final
+
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+
+#: Longest text (in characters) of each field, by its name in the patients file or in
+#: schedules.yaml (the same name has the same limit in both): ids, names and contact
+#: details reach every message, page and log line.
+LIMITS: Final[Mapping[str, int]] = {
+    "id": 64,  # patient ids; protocol and milestone ids and template names too
+    "first_name": 100,
+    "last_name": 100,
+    "phone": 32,
+    "email": 254,  # RFC 5321's longest forward path
+    "surgery_date": 32,
+    "protocol": 64,
+    "timezone": 64,
+    "language": 16,
+    "channels": 32,
+    "status": 16,
+    "title": 200,
+    "name": 100,
+    "short_name": 100,
+    "coordinator_email": 254,
+    "country": 8,
+}
+#: Longest text of anything else in a configuration file.
+MAX_TEXT: Final = 1000
+#: Most attributes one patient may carry.
+MAX_ATTRIBUTES: Final = 20
+#: Longest attribute name.
+MAX_ATTRIBUTE_KEY: Final = 64
+#: Longest attribute value.
+MAX_ATTRIBUTE_VALUE: Final = 200
+#: How much of a rejected value an error message repeats.
+ECHO: Final = 40
+
+
+def too_long(text: str, limit: int) -> str | None:
+    """Why ``text`` is refused when it has more than ``limit`` characters, else None."""
+    if len(text) > limit:
+        return f"is {len(text):,} characters long; the limit is {limit:,}"
+    return None
+
+
+def check_length(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters; raises ValueError saying both lengths."""
+    reason = too_long(text, limit)
+    if reason is not None:
+        raise ValueError(reason)
+    return text
+
+
+def shorten(text: str, limit: int = ECHO) -> str:
+    """``text`` cut to ``limit`` characters for an error message, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def normalise_phone(value: object, region: str) -> str:

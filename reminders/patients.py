@@ -6,7 +6,6 @@ the record and the field, and the sync leaves that patient's stored enrollment a
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -17,14 +16,29 @@ from pathlib import Path
 from typing import Any, Final
 
 from reminders.config import load_zone
+from reminders.csvio import read_rows
 from reminders.errors import PatientFileError
-from reminders.fields import attribute_text, normalise_email, normalise_phone
+from reminders.fields import (
+    LIMITS,
+    MAX_ATTRIBUTE_KEY,
+    MAX_ATTRIBUTE_VALUE,
+    MAX_ATTRIBUTES,
+    attribute_text,
+    check_length,
+    normalise_email,
+    normalise_phone,
+    shorten,
+    too_long,
+)
 from reminders.lifecycle import FILE_STATUSES, EnrollmentStatus
 from reminders.models import CHANNELS, Channel, Patient, Schedules
 from reminders.yamlio import read_config_file
 
 #: Default file name, looked up beside ``schedules.yaml``.
 PATIENTS_FILE: Final = "patients.yaml"
+#: Largest patients file read, in bytes (checked before parsing): about 200,000 patients
+#: in YAML, 600,000 in CSV.
+MAX_PATIENTS_BYTES: Final = 64 << 20
 #: Every column a record may carry.
 FIELDS: Final[tuple[str, ...]] = (
     "id",
@@ -40,6 +54,8 @@ FIELDS: Final[tuple[str, ...]] = (
     "status",
     "attributes",
 )
+#: Columns a CSV header must name (``protocol`` may come from schedules.yaml's default).
+REQUIRED: Final = ("id", "first_name", "surgery_date")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +88,17 @@ class RawRecord:
 
     @property
     def patient_id(self) -> str | None:
-        """The id as written, if any."""
+        """The id as written, if any (a list or mapping is no id: the record reports it)."""
         value = self.fields.get("id")
-        text = "" if value is None else str(value).strip()
-        return text or None
+        if value is None or isinstance(value, Mapping | list):
+            return None
+        return str(value).strip() or None
 
     @property
     def label(self) -> str:
-        """``patients[3] id=P-1004``."""
+        """``patients[3] id=P-1004`` (an over-long id is shortened: it is reported, not echoed)."""
         pid = self.patient_id
-        return f"{self.position} id={pid}" if pid else self.position
+        return f"{self.position} id={shorten(pid, LIMITS['id'])}" if pid else self.position
 
     def digest(self, salt: str) -> str:
         """Digest of the raw fields plus ``salt`` (the schedules fingerprint)."""
@@ -104,6 +121,16 @@ class PatientFile:
     def rejected_ids(self) -> set[str]:
         """Ids of records that failed: their stored enrollments stay as they are."""
         return {p.patient_id for p in self.problems if p.patient_id}
+
+    @property
+    def rejected(self) -> int:
+        """How many records failed (one record may have several problems)."""
+        return records_with_problems(self.problems)
+
+
+def records_with_problems(problems: Iterable[Problem]) -> int:
+    """How many records ``problems`` are about: ``N patients, M problems`` counts both."""
+    return len({(p.file, p.record) for p in problems})
 
 
 def patients_path(config_dir: Path, override: str | os.PathLike[str] | None = None) -> Path:
@@ -136,10 +163,8 @@ def iter_records(path: Path) -> Iterator[RawRecord]:
             raise PatientFileError(file, f"file not found ({hint})") from None
         except OSError as exc:
             raise PatientFileError(file, f"cannot read: {exc.strerror}") from None
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise PatientFileError(file, f"not a readable CSV file: {exc}") from None
         return
-    doc = read_config_file(path, PatientFileError, hint)
+    doc = read_config_file(path, PatientFileError, hint, MAX_PATIENTS_BYTES)
     if doc is None:
         doc = {"patients": []}
     if not isinstance(doc, Mapping) or set(doc) != {"patients"}:
@@ -152,16 +177,9 @@ def iter_records(path: Path) -> Iterator[RawRecord]:
 
 
 def _read_csv(path: Path) -> Iterator[RawRecord]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        for row in reader:
-            cells = {
-                (k or "").strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items()
-            }
-            fields = {k: v for k, v in cells.items() if v not in (None, "")}
-            # Spreadsheet rows count from 1 and the header is row 1.
-            if fields:  # a row of empty cells (",,,,") is not a record
-                yield RawRecord(f"row {reader.line_num}", fields)
+    rows = read_rows(path, FIELDS, REQUIRED, PatientFileError, MAX_PATIENTS_BYTES)
+    for number, cells in rows:
+        yield RawRecord(f"row {number}", cells)
 
 
 def load_patients(path: Path, schedules: Schedules) -> PatientFile:
@@ -220,7 +238,7 @@ def validate_record(
         return None, problems
     for key in raw:
         if key not in FIELDS:
-            problem(str(key), f"unknown field (known: {', '.join(FIELDS)})")
+            problem(shorten(str(key)), f"unknown field (known: {', '.join(FIELDS)})")
 
     def text(name: str, *, required: bool = False) -> str | None:
         value = raw.get(name)
@@ -231,10 +249,13 @@ def validate_record(
         if isinstance(value, Mapping | list):
             problem(name, f"expected text, got {type(value).__name__}")
             return None
-        return str(value).strip()
+        try:
+            return check_length(str(value).strip(), LIMITS[name])
+        except ValueError as exc:
+            problem(name, str(exc))
+            return None
 
-    if pid is None:
-        problem("id", "is required")
+    text("id", required=True)
     first_name = text("first_name", required=True)
     last_name = text("last_name") or ""
 
@@ -329,27 +350,43 @@ def _date(value: object, problem: Any) -> date | None:
         return None
     if isinstance(value, date):
         return value
+    written = str(value).strip()
+    reason = too_long(written, LIMITS["surgery_date"])
+    if reason is not None:
+        problem("surgery_date", reason)
+        return None
     try:
-        return date.fromisoformat(str(value).strip())
+        return date.fromisoformat(written)
     except ValueError:
-        problem("surgery_date", f"expected a date YYYY-MM-DD, got {value!r}")
+        problem("surgery_date", f"expected a date YYYY-MM-DD, got {written!r}")
         return None
 
 
 def _channels(value: object, problem: Any) -> tuple[Channel, ...] | None:
     if value is None or value == "":
         return None
+    limit = LIMITS["channels"]
     if isinstance(value, str):
+        reason = too_long(value, limit)
+        if reason is not None:
+            problem("channels", reason)
+            return ()
         items: list[object] = [v for v in value.replace(";", ",").replace(" ", ",").split(",") if v]
     elif isinstance(value, list):
         items = list(value)
+        if len(items) > len(CHANNELS) * 2:
+            problem("channels", f"lists {len(items):,} channels (known: {', '.join(CHANNELS)})")
+            return ()
     else:
-        problem("channels", f"expected a list like [sms, email], got {value!r}")
+        problem("channels", f"expected a list like [sms, email], got {shorten(repr(value))}")
         return ()
     result: list[Channel] = []
     for item in items:
         if item not in CHANNELS:
-            problem("channels", f"unknown channel {item!r} (known: {', '.join(CHANNELS)})")
+            problem(
+                "channels",
+                f"unknown channel {shorten(repr(item))} (known: {', '.join(CHANNELS)})",
+            )
         elif item not in result:
             result.append(item)  # narrowed to Channel by the membership test above
     return tuple(result)
@@ -366,17 +403,32 @@ def _attributes(value: object, problem: Any) -> dict[str, str]:
                 continue
             key, sep, val = part.partition("=")
             if not sep or not key.strip():
-                problem("attributes", f"expected 'key=value; key=value', got {value!r}")
+                problem("attributes", f"expected 'key=value; key=value', got {shorten(value)!r}")
                 return {}
             pairs[key.strip()] = val.strip()
         value = pairs
     if not isinstance(value, Mapping):
-        problem("attributes", f"expected a mapping like {{repair: acute}}, got {value!r}")
+        problem(
+            "attributes",
+            f"expected a mapping like {{repair: acute}}, got {shorten(repr(value))}",
+        )
+        return {}
+    if len(value) > MAX_ATTRIBUTES:
+        problem("attributes", f"has {len(value):,} attributes; the limit is {MAX_ATTRIBUTES}")
         return {}
     result: dict[str, str] = {}
     for key, val in value.items():
+        name = str(key)
+        field_name = f"attributes.{shorten(name)}"
         if isinstance(val, Mapping | list) or val is None:
-            problem(f"attributes.{key}", "expected a single value")
+            problem(field_name, "expected a single value")
+            continue
+        text = attribute_text(val)
+        reason = too_long(name, MAX_ATTRIBUTE_KEY)
+        if reason is not None:
+            problem(field_name, f"the name {reason}")
+        elif (reason := too_long(text, MAX_ATTRIBUTE_VALUE)) is not None:
+            problem(field_name, reason)
         else:
-            result[str(key)] = attribute_text(val)
+            result[name] = text
     return result

@@ -68,7 +68,8 @@ class Store:
         #: SQLAlchemy URL (secrets in it are never printed; see :meth:`safe_url`).
         self.url = url
         try:
-            self.engine: Engine = sa.create_engine(url, future=True)
+            # A failed statement's parameters are patient data: never in an error or a log.
+            self.engine: Engine = sa.create_engine(url, future=True, hide_parameters=True)
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise StoreError(f"cannot use database {self.safe_url}: {exc}") from None
         #: ``sqlite`` or ``postgresql``.
@@ -95,15 +96,30 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Transaction]:
-        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
-        with self.engine.connect().execution_options(write=True) as conn, conn.begin():
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success.
+
+        A database error inside it rolls it back and is raised as StoreError.
+        """
+        with (
+            self._errors(),
+            self.engine.connect().execution_options(write=True) as conn,
+            conn.begin(),
+        ):
             yield Transaction(conn)
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
-        """A read-only transaction."""
-        with self.engine.connect() as conn, conn.begin():
+        """A read-only transaction; a database error inside it is raised as StoreError."""
+        with self._errors(), self.engine.connect() as conn, conn.begin():
             yield Transaction(conn)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Database errors as StoreError saying what failed, never with the statement's values."""
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            raise StoreError(f"database {self.safe_url}: {describe(exc)}") from None
 
     def checkpoint(self) -> None:
         """Fold SQLite's write-ahead log back into the database file (no-op elsewhere)."""
@@ -118,6 +134,24 @@ class Store:
                 conn.execute(sa.text("SELECT 1"))
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"database {self.safe_url} is unreachable: {exc}") from None
+
+
+def describe(exc: sa.exc.DBAPIError) -> str:
+    """What the database said, without the data: the driver's error class and first line.
+
+    SQLAlchemy's own text adds the statement and its parameters, and PostgreSQL's detail
+    lines repeat the failing row ("Failing row contains (P-1001, Dana, ...)"), so both are
+    left out; so is the first line of a data exception (SQLSTATE class 22), which quotes
+    the value it could not take.
+    """
+    orig = exc.orig
+    kind = type(orig).__name__
+    state = getattr(orig, "sqlstate", None) or ""
+    if isinstance(exc, sa.exc.DataError) or state.startswith("22"):
+        return f"{kind} (SQLSTATE {state or 'unknown'}): a value does not fit its column"
+    lines = str(orig).strip().splitlines()
+    first = lines[0] if lines else "no message"
+    return f"{kind}{f' (SQLSTATE {state})' if state else ''}: {first}"
 
 
 class Transaction:

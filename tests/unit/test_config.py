@@ -584,3 +584,105 @@ def test_directory_in_place_of_file_is_a_schedule_error(tmp_path: Path) -> None:
 
     with pytest.raises(ScheduleError, match="cannot read"):
         load_schedules(tmp_path)
+
+
+# --- every text is bounded ------------------------------------------------------------------
+
+LONG_ID = "x" * 65
+OVER_LONG: list[Any] = [
+    # (edit, record, field, limit)
+    pytest.param(lambda d: d["clinic"].update(name="N" * 101), "clinic", "name", 100, id="name"),
+    pytest.param(
+        lambda d: d["clinic"].update(short_name="S" * 101), "clinic", "short_name", 100, id="short"
+    ),
+    pytest.param(lambda d: d["clinic"].update(phone="2" * 33), "clinic", "phone", 32, id="phone"),
+    pytest.param(
+        lambda d: d["clinic"].update(timezone="America/" + "x" * 60),
+        "clinic",
+        "timezone",
+        64,
+        id="timezone",
+    ),
+    pytest.param(
+        lambda d: d["protocols"][PROTOCOL].update(title="T" * 201),
+        f"protocols.{PROTOCOL}",
+        "title",
+        200,
+        id="title",
+    ),
+    pytest.param(
+        lambda d: d["protocols"].update({LONG_ID: d["protocols"].pop(OTHER_PROTOCOL)}),
+        f"protocols.{'x' * 40}... (65 characters)",
+        "",
+        64,
+        id="protocol-id",
+    ),
+    pytest.param(
+        lambda d: milestone(d, 2).update(id=LONG_ID),
+        f"protocols.{PROTOCOL}.milestones[2]",
+        "id",
+        64,
+        id="milestone-id",
+    ),
+    pytest.param(
+        lambda d: milestone(d, 2).update(template=LONG_ID),
+        BRACE_OFF,
+        "template",
+        64,
+        id="template",
+    ),
+    pytest.param(
+        lambda d: milestone(d, 3).update(when={"goal": "s" * 201}),
+        f"protocols.{PROTOCOL}.milestones[3] id=sport-review",
+        "when.goal",
+        200,
+        id="when-value",
+    ),
+    pytest.param(
+        lambda d: milestone(d, 0).update(expires_after="1" * 1001),
+        f"protocols.{PROTOCOL}.milestones[0]",
+        "expires_after",
+        1000,
+        id="any-text",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "record", "field", "limit"), OVER_LONG)
+def test_over_long_text_is_refused_by_its_length(
+    tmp_path: Path, edit: Edit, record: str, field: str, limit: int
+) -> None:
+    """A text over its limit raises ScheduleError naming it and both lengths, not the text."""
+    doc = schedules_doc()
+    edit(doc)
+
+    _, error = _failure(tmp_path, doc)
+
+    assert (error.record, error.field) == (record, field)
+    assert error.detail.endswith(f"characters long; the limit is {limit:,}")
+    assert len(str(error)) < len(str(tmp_path)) + 200
+
+
+def test_repeat_planning_too_many_messages_is_refused(tmp_path: Path) -> None:
+    """A repeat that would plan more than 500 messages per patient and channel is refused."""
+    doc = schedules_doc()
+    milestone(doc, 1)["repeat"] = {"every": "1 day", "until": "week 520"}
+
+    _, error = _failure(tmp_path, doc)
+
+    assert (error.record, error.field) == (f"protocols.{PROTOCOL}", "milestones")
+    assert error.detail.startswith("plan 3,637 messages per patient and channel")
+    assert "the limit is 500" in error.detail
+
+
+def test_too_many_milestones_are_refused(tmp_path: Path) -> None:
+    """A protocol of more than 100 milestones is refused."""
+    doc = schedules_doc()
+    doc["protocols"][OTHER_PROTOCOL]["milestones"] = [
+        {"id": f"m{i}", "at": f"day {i}"} for i in range(101)
+    ]
+
+    _, error = _failure(tmp_path, doc)
+
+    assert error.record == f"protocols.{OTHER_PROTOCOL}"
+    assert error.detail == "has 101 milestones; the limit is 100"

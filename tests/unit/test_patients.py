@@ -345,7 +345,6 @@ BAD_FIELDS: list[Any] = [
     pytest.param(
         {"phone": None, "email": None}, "channels", "cannot be reached", id="no-contact-details"
     ),
-    pytest.param({"nickname": "Sammy"}, "nickname", "unknown field", id="unknown-field"),
 ]
 
 
@@ -370,6 +369,23 @@ def test_bad_field_is_reported_and_others_parse(
     assert problem.patient_id == "P-1002"
     assert result.rejected_ids == {"P-1002"}
     assert [p.id for p in result.patients] == ["P-1001", "P-1003"]
+
+
+def test_yaml_unknown_field_is_that_records_problem(tmp_path: Path, schedules: Schedules) -> None:
+    """In YAML a field the service does not know is a problem of its record only.
+
+    (In CSV an unknown column is one error for the whole file: see test_spreadsheet.py.)
+    """
+    records = [patient_record("P-1001"), patient_record("P-1002", nickname="Sammy")]
+
+    result = _load(tmp_path, schedules, records)
+
+    assert str(_only_problem(result, "nickname")).endswith(
+        "nickname: unknown field (known: "
+        "id, first_name, last_name, phone, email, surgery_date, protocol, timezone, language, "
+        "channels, status, attributes)"
+    )
+    assert [p.id for p in result.patients] == ["P-1001"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -583,8 +599,8 @@ def test_csv_rows_are_numbered_as_in_a_spreadsheet(tmp_path: Path, schedules: Sc
         ),
         pytest.param(
             "patients.csv",
-            "id,first_name\nP-1001,José\n".encode("latin-1"),
-            "not a readable CSV",
+            "id,first_name,surgery_date\nP-1001,José,2026-11-20\n".encode("latin-1"),
+            "is not UTF-8 text",
             id="csv-latin-1",
         ),
     ],
@@ -644,3 +660,87 @@ def test_patients_path_override_order(tmp_path: Path, monkeypatch: pytest.Monkey
 
     assert patients_path(tmp_path) == tmp_path / "from-env.csv"
     assert patients_path(tmp_path, tmp_path / "given.yaml") == tmp_path / "given.yaml"
+
+
+# --- every field is bounded -----------------------------------------------------------------
+
+OVER_LONG: list[Any] = [
+    # (fields replaced in record P-1002, field named, its limit)
+    pytest.param({"first_name": "A" * 100_000}, "first_name", 100, id="first_name"),
+    pytest.param({"last_name": "B" * 101}, "last_name", 100, id="last_name"),
+    pytest.param({"phone": "2" * 33}, "phone", 32, id="phone"),
+    pytest.param({"email": "d" * 250 + "@example.com"}, "email", 254, id="email"),
+    pytest.param({"surgery_date": "2" * 33}, "surgery_date", 32, id="surgery_date"),
+    pytest.param({"protocol": "p" * 65}, "protocol", 64, id="protocol"),
+    pytest.param({"timezone": "America/" + "x" * 60}, "timezone", 64, id="timezone"),
+    pytest.param({"language": "e" * 17}, "language", 16, id="language"),
+    pytest.param({"status": "a" * 17}, "status", 16, id="status"),
+    pytest.param({"channels": "sms;" * 9}, "channels", 32, id="channels"),
+    pytest.param({"attributes": {"goal": "s" * 201}}, "attributes.goal", 200, id="attribute"),
+    pytest.param(
+        {"attributes": {"k" * 65: "v"}},
+        "attributes." + "k" * 40 + "... (65 characters)",
+        64,
+        id="attribute-name",
+    ),
+]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(("fields", "field", "limit"), OVER_LONG)
+def test_over_long_field_is_that_records_problem(
+    tmp_path: Path, fmt: str, fields: dict[str, Any], field: str, limit: int
+) -> None:
+    """A field longer than its limit is a problem of its record, said in lengths, not echoed."""
+    records = [
+        patient_record("P-1001"),
+        patient_record("P-1002", **fields),
+        patient_record("P-1003"),
+    ]
+
+    result = _load(tmp_path, make_schedules(), records, fmt)
+
+    problem = _only_problem(result, field)
+    assert problem.record == _label(fmt, 1, "P-1002")
+    assert problem.message.endswith(f"characters long; the limit is {limit}")
+    assert len(str(problem)) < len(str(tmp_path)) + 200
+    assert [p.id for p in result.patients] == ["P-1001", "P-1003"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_over_long_id_is_reported_shortened(tmp_path: Path, schedules: Schedules, fmt: str) -> None:
+    """An id over 64 characters rejects its record, whose label shows only its first 64."""
+    long_id = "P" * 10_000
+    records = [patient_record("P-1001"), patient_record(long_id)]
+
+    result = _load(tmp_path, schedules, records, fmt)
+
+    problem = _only_problem(result, "id")
+    assert problem.message == "is 10,000 characters long; the limit is 64"
+    assert problem.record == _label(fmt, 1, "P" * 64 + "... (10,000 characters)")
+    assert [p.id for p in result.patients] == ["P-1001"]
+
+
+def test_too_many_attributes_is_a_problem(tmp_path: Path, schedules: Schedules) -> None:
+    """More than 20 attributes on one patient is a problem of that record."""
+    attributes = {f"key{i}": "x" for i in range(21)}
+    records = [patient_record("P-1001"), patient_record("P-1002", attributes=attributes)]
+
+    result = _load(tmp_path, schedules, records)
+
+    assert _only_problem(result, "attributes").message == "has 21 attributes; the limit is 20"
+    assert [p.id for p in result.patients] == ["P-1001"]
+
+
+def test_yaml_id_that_is_a_list_is_a_problem(tmp_path: Path, schedules: Schedules) -> None:
+    """An id written as a list is not taken as its text form: the record reports it."""
+    text = """\
+patients:
+  - {id: P-1001, first_name: Dana, phone: "+12015550123", surgery_date: 2026-11-20}
+  - {id: [P-1, P-2], first_name: Sam, phone: "+12015550124", surgery_date: 2026-11-20}
+"""
+    result = _load_text(tmp_path, schedules, text)
+
+    problem = _only_problem(result, "id")
+    assert (problem.record, problem.message) == ("patients[1]", "expected text, got list")
+    assert [p.id for p in result.patients] == ["P-1001"]
