@@ -37,6 +37,7 @@ from reminders.lifecycle import Outcome, Transition
 from reminders.planning import in_window, next_window_open
 from reminders.ratelimit import TokenBucket
 from reminders.retry import RetryPolicy
+from reminders.sms import MAX_SEGMENTS, over_limit
 from reminders.store import Claimed
 
 log = logs.get("reminders.dispatch")
@@ -225,6 +226,11 @@ class Dispatcher:
             settled = self._reconcile(r, channel, message, clock)
             if settled is not None:
                 return settled
+
+        if r.channel == "sms" and (count := over_limit(message.text)) is not None:
+            size = f"{count.units:,} {count.encoding} units"
+            t = lifecycle.sms_too_long(count.segments, MAX_SEGMENTS, size)
+            return self._settled(r, t, clock())
 
         limit = self.limits.get(r.channel)
         if limit is not None:

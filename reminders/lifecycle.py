@@ -13,6 +13,7 @@ A reminder's statuses::
                │  │               │  └──permanent error──────────────> failed
                │  │               └──transient error, in doubt, send window closed
                └──┼───────────────┘      (back to planned, with a later not_before)
+                  ├──> failed      no address, a broken template, an SMS too long
                   ├──> expired     due + expiry passed (never sent late)
                   ├──> cancelled   patient withdrawn, milestone no longer in the plan
                   └──> suppressed  the address opted out
@@ -198,6 +199,32 @@ def opted_out() -> Transition:
 def unrenderable(detail: str) -> Transition:
     """The template does not render for this patient (the check at start should prevent it)."""
     return _final(Outcome.FAILED, ReminderStatus.FAILED, f"template: {detail}")
+
+
+#: Error code of an SMS refused before the provider because it is past the segment limit.
+SMS_TOO_LONG: Final = "sms-too-long"
+
+
+def sms_too_long(segments: int, limit: int, size: str) -> Transition:
+    """The composed SMS takes ``segments`` segments, past ``limit``: failed, never sent.
+
+    ``size`` says it in units (``"655 segments"`` alone does not say why): for example
+    ``"100,195 GSM-7 characters"``. Nothing reaches the provider, so no attempt is opened.
+    """
+    reason = (
+        f"SMS too long: {segments} segments ({size}), the limit is {limit}; "
+        "shorten the patient's first name in the patients file, or the template"
+    )
+    return Transition(
+        Outcome.FAILED,
+        ReminderStatus.FAILED,
+        error_code=SMS_TOO_LONG,
+        error=reason,
+        event=Event(
+            "reminder.failed",
+            {"reason": "sms too long", "code": SMS_TOO_LONG, "segments": segments},
+        ),
+    )
 
 
 def too_late() -> Transition:

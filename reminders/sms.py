@@ -49,3 +49,13 @@ def count_segments(body: str) -> SegmentCount:
                 segments, used = segments + 1, 0
             used += size
     return SegmentCount(encoding=encoding, units=units, segments=segments)
+
+
+def over_limit(body: str, limit: int = MAX_SEGMENTS) -> SegmentCount | None:
+    """The segment count of ``body`` when it is past ``limit`` segments, else None.
+
+    The dispatcher asks before handing an SMS to a provider: a body past the limit is
+    never sent (SPEC section 6), whatever made it long (a long or non-GSM name).
+    """
+    count = count_segments(body)
+    return count if count.segments > limit else None

@@ -439,3 +439,23 @@ def test_every_attempt_is_written_before_the_provider_is_called(
         ("email", [("pending", digests["email"])]),
         ("sms", [("pending", digests["sms"])]),
     ]
+
+
+def test_sms_past_the_segment_limit_fails_without_reaching_the_provider(
+    store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
+) -> None:
+    """An SMS a name pushes past 2 segments fails with ``sms-too-long``; the email still goes."""
+    # Cyrillic has no GSM-7 form: the whole English SMS becomes UCS-2 (67 units a segment).
+    path = write(tmp_path / "p.yaml", patient("P-1", first_name="Александра"))
+    sync_patients(store, shipped, path, ENROLLED)
+    sms, email = MemoryChannel("sms"), MemoryChannel("email")
+
+    report = dispatcher(store, shipped, templates, sms, email).tick(DAY1)
+
+    assert (report.counts["failed"], report.counts["sent"]) == (1, 1)
+    assert sms.calls == []
+    assert [m.to for m in email.sent] == ["p-1@example.com"]
+    (failed,) = [e for e in timeline(store, "P-1") if e.status == "failed"]
+    assert (failed.channel, failed.error_code, failed.attempts) == ("sms", "sms-too-long", 0)
+    assert failed.error is not None
+    assert failed.error.startswith("SMS too long: 4 segments (205 UCS-2 units), the limit is 2;")

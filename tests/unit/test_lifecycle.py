@@ -87,6 +87,25 @@ def test_reasons_not_to_call_the_provider_end_the_reminder_with_a_record(
     assert transition.event.detail == {"reason": error}
 
 
+def test_an_sms_too_long_fails_with_a_code_coordinators_can_read() -> None:
+    """An SMS past the segment limit: failed, code ``sms-too-long``, what to fix, no attempt."""
+    t = lifecycle.sms_too_long(655, 2, "100,195 GSM-7 units")
+
+    assert (t.outcome, t.status, t.attempt, t.error_code) == (
+        Outcome.FAILED,
+        ReminderStatus.FAILED,
+        None,
+        "sms-too-long",
+    )
+    assert t.error == (
+        "SMS too long: 655 segments (100,195 GSM-7 units), the limit is 2; "
+        "shorten the patient's first name in the patients file, or the template"
+    )
+    assert t.event == lifecycle.Event(
+        "reminder.failed", {"reason": "sms too long", "code": "sms-too-long", "segments": 655}
+    )
+
+
 def test_accepted_records_the_provider_id_and_the_attempt() -> None:
     """An accepted send: sent, the attempt closed sent, the SID in the audit record."""
     t = lifecycle.accepted("SM123", ReminderStatus.SENT, 2)

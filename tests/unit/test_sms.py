@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reminders.sms import MAX_SEGMENTS, count_segments
+from reminders.sms import MAX_SEGMENTS, count_segments, over_limit
 
 CI = settings(max_examples=200, deadline=None, database=None)
 
@@ -138,3 +138,20 @@ def test_segments_hold_every_unit_and_waste_at_most_one_per_segment(body: str) -
     else:
         assert count.segments * multi >= count.units
         assert count.segments * (multi - 1) < count.units + multi - 1
+
+
+@pytest.mark.parametrize(
+    ("body", "segments"),
+    [
+        pytest.param("a" * 306, None, id="gsm7-two-full-segments"),
+        pytest.param("a" * 307, 3, id="gsm7-one-over"),
+        pytest.param("á" * 134, None, id="ucs2-two-full-segments"),
+        pytest.param("á" * 135, 3, id="ucs2-one-over"),
+        pytest.param("A" * 100_195, 655, id="runaway-name"),
+    ],
+)
+def test_over_limit_answers_only_past_the_segment_limit(body: str, segments: int | None) -> None:
+    """over_limit gives the count of a body past 2 segments, and None for one within them."""
+    count = over_limit(body)
+
+    assert (count.segments if count else None) == segments
