@@ -2,23 +2,30 @@
 
 Parts: ``sms`` (SMS body), ``subject``, ``txt`` (plain-text email) and ``html`` (HTML
 email, autoescaped). Undefined variables are errors, never blanks.
+
+A template is configuration the clinic writes: whatever goes wrong in it (a file over
+:data:`MAX_TEMPLATE_BYTES`, a division by zero, a macro calling itself, a bound of
+:mod:`reminders.sandbox` exceeded) is a :class:`~reminders.errors.TemplateError` naming
+the file, which ``validate`` and the service's reload report; never a traceback or a hang.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
 from reminders.errors import TemplateError
+from reminders.sandbox import BoundedEnvironment, budget
 from reminders.sms import MAX_SEGMENTS, count_segments
 
 TEMPLATES_DIR: Final = "templates"
+#: Largest template file read, in bytes.
+MAX_TEMPLATE_BYTES: Final = 64 << 10
 #: Template parts per channel.
 PARTS: Final[dict[str, tuple[str, ...]]] = {"sms": ("sms",), "email": ("subject", "txt", "html")}
 
@@ -51,23 +58,42 @@ _ENVIRONMENT: Final[dict[str, Any]] = {
 }
 
 
+class _BoundedLoader(jinja2.FileSystemLoader):
+    """Reads template files, refusing one over MAX_TEMPLATE_BYTES before reading it."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if len(source.encode()) > MAX_TEMPLATE_BYTES:
+            raise _TooLarge(template)
+        return source, filename, uptodate
+
+
+class _TooLarge(jinja2.TemplateError):
+    """A template file over MAX_TEMPLATE_BYTES."""
+
+
 class Templates:
     """The template set of one configuration directory."""
 
     def __init__(self, directory: Path) -> None:
         #: Root folder holding one sub-folder per language.
         self.directory = directory
-        self._env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(str(directory)), **_ENVIRONMENT
-        )
+        self._env = BoundedEnvironment(loader=_BoundedLoader(str(directory)), **_ENVIRONMENT)
 
     def _render(self, language: str, template: str, part: str, context: Mapping[str, Any]) -> str:
         name = f"{language}/{template}.{part}.j2"
         file = str(self.directory / name)
         try:
-            return self._env.get_template(name).render(context).strip()
+            with budget():
+                return "".join(self._env.get_template(name).generate(context)).strip()
         except jinja2.TemplateNotFound:
             raise TemplateError(file, "template file is missing") from None
+        except _TooLarge:
+            raise TemplateError(
+                file, f"the file is larger than the limit of {MAX_TEMPLATE_BYTES:,} bytes"
+            ) from None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(
                 file, f"syntax error: {exc.message}", record=f"line {exc.lineno}"
@@ -76,6 +102,10 @@ class Templates:
             raise TemplateError(file, f"unknown variable: {exc.message}") from None
         except jinja2.TemplateError as exc:
             raise TemplateError(file, f"does not render: {exc}") from None
+        except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError) as exc:
+            # What the template computes (1/0, a macro calling itself, int('x') of a
+            # non-number) is the template's mistake, reported like any other.
+            raise TemplateError(file, f"does not render: {type(exc).__name__}: {exc}") from None
 
     def render(
         self, channel: str, language: str, template: str, context: Mapping[str, Any]
