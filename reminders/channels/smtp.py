@@ -4,6 +4,13 @@ Replies are classified here: 4xx and dropped connections before the message data
 sent are transient; 5xx is permanent (the address bounced); a connection lost while
 the data is being sent leaves the message in doubt. One connection per worker thread
 is kept open across a batch and re-opened when the server has dropped it.
+
+Addresses outside ASCII (valid, and written by coordinators: ``josé@example.com``,
+``dana@exámple.com``): a domain is sent in its IDNA form (``xn--exmple-qta.com``), which
+every server takes; a local part needs the server's SMTPUTF8 (RFC 6531), used when it is
+offered, and without it the reminder fails at once with code ``non-ascii-address``. A
+message that cannot be encoded at all fails at once with ``unencodable``: nothing here
+escapes unclassified, which would leave the reminder in doubt and retried forever.
 """
 
 from __future__ import annotations
@@ -12,17 +19,23 @@ import contextlib
 import smtplib
 import ssl
 import threading
-from dataclasses import dataclass
-from email import policy
+from dataclasses import dataclass, replace
+from email import errors, policy
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from typing import Final, Literal
+
+from email_validator import EmailNotValidError, validate_email
 
 from reminders.channels.base import Message, Receipt
 from reminders.errors import DeliveryError, InDoubtError, PermanentError, TransientError
 
 Security = Literal["none", "starttls", "ssl"]
 SECURITY_MODES: Final = ("none", "starttls", "ssl")
+#: Error code of an address whose local part the server cannot take (no SMTPUTF8).
+NON_ASCII_ADDRESS: Final = "non-ascii-address"
+#: Error code of a message that cannot be encoded for SMTP.
+UNENCODABLE: Final = "unencodable"
 
 
 def classify_reply(code: int, text: str) -> DeliveryError:
@@ -30,6 +43,66 @@ def classify_reply(code: int, text: str) -> DeliveryError:
     if 400 <= code < 500:
         return TransientError(f"SMTP {code}: {text}", code=str(code))
     return PermanentError(f"SMTP {code}: {text}", code=str(code))
+
+
+def envelope_address(address: str, smtputf8: bool) -> str:
+    """``address`` as the SMTP server can take it; raises PermanentError if it cannot.
+
+    A domain outside ASCII becomes its IDNA form; a local part outside ASCII is kept
+    only when the server offers SMTPUTF8 (``smtputf8``).
+    """
+    if address.isascii():
+        return address
+    try:
+        checked = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise PermanentError(f"not a valid address: {exc}", code=UNENCODABLE) from None
+    local = checked.local_part
+    if local.isascii():
+        return f"{local}@{checked.ascii_domain}"
+    if smtputf8:
+        return f"{local}@{checked.domain}"
+    raise PermanentError(
+        "the mail server does not accept addresses with accents or other non-ASCII letters "
+        "before the @ (it does not offer SMTPUTF8): ask the patient for another address, or "
+        "have the mail server's operator enable SMTPUTF8",
+        code=NON_ASCII_ADDRESS,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    """One message as it goes to the server: addresses, MAIL options and bytes."""
+
+    #: MAIL FROM.
+    sender: str
+    #: RCPT TO.
+    to: str
+    #: MAIL FROM options (SMTPUTF8 when an address needs it).
+    options: tuple[str, ...]
+    #: The message itself.
+    data: bytes
+    #: Its Message-ID header: the provider id of an accepted email.
+    message_id: str
+
+    @classmethod
+    def of(cls, message: Message, sender: str, smtputf8: bool) -> _Envelope:
+        """Raises PermanentError for what no server can take or no encoding can carry."""
+        name, address = parseaddr(sender)
+        from_address = envelope_address(address or sender, smtputf8)
+        to = envelope_address(message.to, smtputf8)
+        if from_address != address:
+            sender = formataddr((name, from_address)) if name else from_address
+        utf8 = not (from_address.isascii() and to.isascii())
+        try:
+            email = build_email(replace(message, to=to), sender)
+            data = email.as_bytes(policy=policy.SMTPUTF8 if utf8 else policy.SMTP)
+        except (ValueError, UnicodeError, errors.MessageError) as exc:
+            raise PermanentError(
+                f"the email cannot be encoded: {type(exc).__name__}", code=UNENCODABLE
+            ) from None
+        options = ("SMTPUTF8", "BODY=8BITMIME") if utf8 else ()
+        return cls(from_address, to, options, data, str(email["Message-ID"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +198,12 @@ class SmtpChannel:
             ) from None
         except smtplib.SMTPResponseException as exc:
             raise classify_reply(exc.smtp_code, _text(exc.smtp_error)) from None
+        except UnicodeError:
+            # Our settings, not the recipient: retry (and alert) until they are fixed.
+            raise TransientError(
+                "the SMTP host name, user name or password cannot be sent (not ASCII)",
+                code="smtp-settings",
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientError(
                 f"cannot reach SMTP server: {type(exc).__name__}", code="connection"
@@ -156,28 +235,34 @@ class SmtpChannel:
 
     def send(self, message: Message) -> Receipt:
         """Send one email; raises a classified DeliveryError."""
-        email = build_email(message, self.settings.sender)
         conn = self._connection()
+        envelope = _Envelope.of(message, self.settings.sender, conn.has_extn("smtputf8"))
         try:
-            code, reply = conn.mail(self.settings.sender)
+            return self._transact(conn, envelope)
+        finally:
+            conn.command_encoding = "ascii"  # SMTPUTF8 was for this transaction only
+
+    def _transact(self, conn: smtplib.SMTP, envelope: _Envelope) -> Receipt:
+        try:
+            code, reply = conn.mail(envelope.sender, envelope.options)
             if code != 250:
-                conn.rset()
+                self._reset(conn)
                 raise classify_reply(code, _text(reply))
-            code, reply = conn.rcpt(message.to)
+            code, reply = conn.rcpt(envelope.to)
             if code not in (250, 251):
-                conn.rset()
+                self._reset(conn)
                 raise classify_reply(code, _text(reply))
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+        except (OSError, smtplib.SMTPException) as exc:
             self._drop(conn)
             raise TransientError(
                 f"SMTP connection lost before sending: {type(exc).__name__}", code="connection"
             ) from None
         try:
-            code, reply = conn.data(email.as_bytes())
+            code, reply = conn.data(envelope.data)
         except smtplib.SMTPDataError as exc:
-            conn.rset()
+            self._reset(conn)
             raise classify_reply(exc.smtp_code, _text(exc.smtp_error)) from None
-        except (OSError, smtplib.SMTPServerDisconnected, TimeoutError) as exc:
+        except (OSError, smtplib.SMTPException) as exc:
             # The data may have reached the server before the reply was lost.
             self._drop(conn)
             raise InDoubtError(
@@ -185,7 +270,14 @@ class SmtpChannel:
             ) from None
         if code != 250:
             raise classify_reply(code, _text(reply))
-        return Receipt(provider_id=str(email["Message-ID"]))
+        return Receipt(provider_id=envelope.message_id)
+
+    def _reset(self, conn: smtplib.SMTP) -> None:
+        """End a refused transaction; a server that hung up meanwhile is dropped, not raised."""
+        try:
+            conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop(conn)
 
     def close(self) -> None:
         """Close every open connection (end of a batch, shutdown)."""

@@ -4,9 +4,13 @@
 
     with SmtpRecorder() as smtp:
         smtp.fail_rcpt("bounce@example.com", "550 5.1.1 No such user")
+        smtp.fail_rcpt("gone@example.com", "550 5.1.1 No such user", hang_up=True)
         smtp.fail_data("451 4.3.0 Try again later")
         ...
         smtp.messages  # every accepted email.message.EmailMessage
+
+``SmtpRecorder(smtputf8=True)`` offers SMTPUTF8 (RFC 6531), for addresses like
+``josé@example.com``; without it the server offers only ASCII addresses, as many do.
 
 :class:`TlsSmtpServer` speaks STARTTLS or implicit TLS with a certificate from a test CA
 (``trustme``'s, or anything with the same ``issue_cert(...).configure_cert(...)``), can
@@ -89,12 +93,23 @@ class _RecordingHandler:
         session.host_name = hostname
         return responses
 
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         with self.recorder.lock:
             reply = self.recorder.rcpt_failures.get(address.lower())
+            hang_up = address.lower() in self.recorder.hang_ups
         if reply:
+            if hang_up:  # the refusal, then the connection is gone
+                await server.push(reply)
+                server.transport.close()
             return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -106,6 +121,7 @@ class _RecordingHandler:
             if reply is None or reply.startswith("accept-then-"):
                 recorder.messages.append(parse(envelope.content))
                 recorder.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+                recorder.mail_options.append(list(envelope.mail_options))
         if reply == "accept-then-drop":
             server.transport.close()  # accepted, then the connection is lost before the reply
             return "250 OK"
@@ -115,22 +131,28 @@ class _RecordingHandler:
 class SmtpRecorder(_Server):
     """An aiosmtpd server on a free loopback port, recording what it accepts."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, smtputf8: bool = False) -> None:
         super().__init__(host, port)
         #: (MAIL FROM, RCPT TOs) of each accepted message.
         self.envelopes: list[tuple[str, list[str]]] = []
+        #: MAIL FROM options (``SMTPUTF8``, ``BODY=8BITMIME``) of each accepted message.
+        self.mail_options: list[list[str]] = []
+        #: Addresses whose refusal is followed by closing the connection.
+        self.hang_ups: set[str] = set()
         #: EHLO count: one per SMTP session (connection reuse shows as a low number).
         self.sessions = 0
         #: Address -> reply for RCPT TO (e.g. ``"550 5.1.1 No such user"``).
         self.rcpt_failures: dict[str, str] = {}
         #: Replies for the next DATA commands, in order; ``accept-then-drop`` records the mail then hangs up.
         self.data_failures: deque[str] = deque()
-        self._serve(_RecordingHandler(self))
+        self._serve(_RecordingHandler(self), enable_SMTPUTF8=smtputf8)
 
-    def fail_rcpt(self, address: str, reply: str) -> None:
-        """Answer RCPT TO ``address`` with ``reply`` (e.g. a 550 bounce)."""
+    def fail_rcpt(self, address: str, reply: str, *, hang_up: bool = False) -> None:
+        """Answer RCPT TO ``address`` with ``reply`` (e.g. a 550 bounce), then hang up if asked."""
         with self.lock:
             self.rcpt_failures[address.lower()] = reply
+            if hang_up:
+                self.hang_ups.add(address.lower())
 
     def fail_data(self, *replies: str) -> None:
         """Answer the next DATA commands with these replies, one each."""
