@@ -27,6 +27,7 @@ from reminders.fields import (
     attribute_text,
     normalise_email,
     shorten,
+    text_problem,
     too_long,
 )
 from reminders.models import (
@@ -102,7 +103,7 @@ class _Reader:
         return self.bounded(str(value).strip(), record, key, limit or LIMITS.get(key, MAX_TEXT))
 
     def bounded(self, text: str, record: str, field: str, limit: int) -> str:
-        reason = too_long(text, limit)
+        reason = too_long(text, limit) if limit == MAX_TEXT else text_problem(text, limit)
         if reason is not None:
             raise self.fail(record, field, reason)
         return text

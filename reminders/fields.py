@@ -9,6 +9,7 @@ comments of ``schedules.yaml``.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from typing import Final
 
@@ -55,9 +56,24 @@ def too_long(text: str, limit: int) -> str | None:
     return None
 
 
-def check_length(text: str, limit: int) -> str:
-    """``text`` if it has at most ``limit`` characters; raises ValueError saying both lengths."""
+def text_problem(text: str, limit: int) -> str | None:
+    """Why ``text`` is refused: longer than ``limit`` characters, or holding a control character.
+
+    A line break or an escape sequence in a name or an id would reach email headers, log
+    lines and terminals.
+    """
     reason = too_long(text, limit)
+    if reason is not None:
+        return reason
+    for index, char in enumerate(text):
+        if unicodedata.category(char) == "Cc":
+            return f"has a control character ({char!r}) at position {index + 1}"
+    return None
+
+
+def check_length(text: str, limit: int) -> str:
+    """``text`` if :func:`text_problem` finds nothing wrong with it; raises ValueError if it does."""
+    reason = text_problem(text, limit)
     if reason is not None:
         raise ValueError(reason)
     return text

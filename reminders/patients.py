@@ -28,7 +28,7 @@ from reminders.fields import (
     normalise_email,
     normalise_phone,
     shorten,
-    too_long,
+    text_problem,
 )
 from reminders.lifecycle import FILE_STATUSES, EnrollmentStatus
 from reminders.models import CHANNELS, Channel, Patient, Schedules
@@ -351,7 +351,7 @@ def _date(value: object, problem: Any) -> date | None:
     if isinstance(value, date):
         return value
     written = str(value).strip()
-    reason = too_long(written, LIMITS["surgery_date"])
+    reason = text_problem(written, LIMITS["surgery_date"])
     if reason is not None:
         problem("surgery_date", reason)
         return None
@@ -367,7 +367,7 @@ def _channels(value: object, problem: Any) -> tuple[Channel, ...] | None:
         return None
     limit = LIMITS["channels"]
     if isinstance(value, str):
-        reason = too_long(value, limit)
+        reason = text_problem(value, limit)
         if reason is not None:
             problem("channels", reason)
             return ()
@@ -424,10 +424,10 @@ def _attributes(value: object, problem: Any) -> dict[str, str]:
             problem(field_name, "expected a single value")
             continue
         text = attribute_text(val)
-        reason = too_long(name, MAX_ATTRIBUTE_KEY)
+        reason = text_problem(name, MAX_ATTRIBUTE_KEY)
         if reason is not None:
             problem(field_name, f"the name {reason}")
-        elif (reason := too_long(text, MAX_ATTRIBUTE_VALUE)) is not None:
+        elif (reason := text_problem(text, MAX_ATTRIBUTE_VALUE)) is not None:
             problem(field_name, reason)
         else:
             result[name] = text

@@ -744,3 +744,25 @@ patients:
     problem = _only_problem(result, "id")
     assert (problem.record, problem.message) == ("patients[1]", "expected text, got list")
     assert [p.id for p in result.patients] == ["P-1001"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("id", "P-1002\r\nBcc: all@example.com", id="id-with-line-break"),
+        pytest.param("first_name", "Sam\x1b[2J", id="name-with-escape-sequence"),
+        pytest.param("attributes", {"goal": "spo\nrt"}, id="attribute-with-line-break"),
+    ],
+)
+def test_control_character_is_that_records_problem(
+    tmp_path: Path, schedules: Schedules, fmt: str, field: str, value: object
+) -> None:
+    """A line break or escape sequence inside a field is a problem of its record."""
+    records = [patient_record("P-1001"), patient_record("P-1002", **{field: value})]
+
+    result = _load(tmp_path, schedules, records, fmt)
+
+    assert len(result.problems) == 1
+    assert "has a control character (" in result.problems[0].message
+    assert [p.id for p in result.patients] == ["P-1001"]
