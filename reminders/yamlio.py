@@ -4,9 +4,9 @@ PyYAML follows YAML 1.1, where ``NO`` (Norway) is ``False`` and ``10:00`` is the
 sexagesimal integer 600. Coordinators write exactly those, so we resolve only
 ``true``/``false`` as booleans and plain decimal integers as integers. A number with
 a leading zero (an MRN like ``00123``, a national phone number) stays text, where
-YAML 1.1 would read it as octal. Dates stay text too (YAML 1.2 has no timestamp type),
-so an impossible date is reported against its record by the parser instead of failing
-the whole file. Duplicate keys, which YAML forbids and PyYAML silently drops, are errors.
+YAML 1.1 would read it as octal; so does one of more than 18 digits. Dates stay text
+too (YAML 1.2 has no timestamp type), so an impossible date is reported against its
+record by the parser instead of failing the whole file. Duplicate keys, which YAML forbids and PyYAML silently drops, are errors.
 
 Every file is bounded before and while it is parsed, so a wrong or hostile file is
 refused in milliseconds instead of exhausting the service's memory: its size is checked
@@ -140,8 +140,10 @@ StrictLoader.yaml_implicit_resolvers = {
 StrictLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+# At most 18 digits: a longer run of digits (an identifier) stays text, and Python would
+# refuse to convert one of more than 4,300 digits with a ValueError, not a YAML error.
 StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^-?(?:0|[1-9][0-9]*)$"), list("-0123456789")
+    "tag:yaml.org,2002:int", re.compile(r"^-?(?:0|[1-9][0-9]{0,17})$"), list("-0123456789")
 )
 
 

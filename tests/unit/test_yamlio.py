@@ -104,3 +104,12 @@ def test_shared_defaults_in_every_record_are_read(tmp_path: Path) -> None:
         "status": "active",
         "channels": ["sms"],
     }
+
+
+def test_a_number_too_long_for_an_integer_stays_text(tmp_path: Path) -> None:
+    """A run of 5,000 digits is read as text (Python would refuse it as an integer)."""
+    digits = "9" * 5_000
+
+    doc = _read(tmp_path / "schedules.yaml", f"id: {digits}\nsmall: 123456789012345678\n")
+
+    assert doc == {"id": digits, "small": 123456789012345678}
