@@ -54,6 +54,9 @@ FIELDS: Final[tuple[str, ...]] = (
     "status",
     "attributes",
 )
+#: Earliest and latest surgery date accepted: a protocol's milestones (up to ten years
+#: after it) and their local times must stay inside the calendar the planner computes in.
+SURGERY_DATES: Final = (date(1900, 1, 1), date(2199, 12, 31))
 #: Columns a CSV header must name (``protocol`` may come from schedules.yaml's default).
 REQUIRED: Final = ("id", "first_name", "surgery_date")
 
@@ -349,17 +352,23 @@ def _date(value: object, problem: Any) -> date | None:
         problem("surgery_date", "is required (YYYY-MM-DD)")
         return None
     if isinstance(value, date):
-        return value
-    written = str(value).strip()
-    reason = text_problem(written, LIMITS["surgery_date"])
-    if reason is not None:
-        problem("surgery_date", reason)
+        parsed = value
+    else:
+        written = str(value).strip()
+        reason = text_problem(written, LIMITS["surgery_date"])
+        if reason is not None:
+            problem("surgery_date", reason)
+            return None
+        try:
+            parsed = date.fromisoformat(written)
+        except ValueError:
+            problem("surgery_date", f"expected a date YYYY-MM-DD, got {written!r}")
+            return None
+    if not SURGERY_DATES[0] <= parsed <= SURGERY_DATES[1]:
+        first, last = SURGERY_DATES
+        problem("surgery_date", f"{parsed} is not between {first} and {last}")
         return None
-    try:
-        return date.fromisoformat(written)
-    except ValueError:
-        problem("surgery_date", f"expected a date YYYY-MM-DD, got {written!r}")
-        return None
+    return parsed
 
 
 def _channels(value: object, problem: Any) -> tuple[Channel, ...] | None:

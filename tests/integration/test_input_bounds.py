@@ -147,3 +147,17 @@ def test_recursive_alias_refuses_the_file(store: Store, shipped: Schedules, tmp_
         sync_patients(store, shipped, path, NOW)
 
     assert enrolled(store) == []
+
+
+def test_surgery_date_at_the_end_of_the_calendar_does_not_stop_the_sync(
+    store: Store, shipped: Schedules, tmp_path: Path
+) -> None:
+    """A surgery date of 9999-12-01 is one record's problem; the others are planned."""
+    path = tmp_path / "patients.yaml"
+    records = [patient("P-1"), patient("P-2", surgery_date="9999-12-01"), patient("P-3")]
+    path.write_text(yaml.safe_dump({"patients": records}), encoding="utf-8")
+
+    report = sync_patients(store, shipped, path, NOW)
+
+    assert report.enrolled == ["P-1", "P-3"]
+    assert [p.field for p in report.problems] == ["surgery_date"]

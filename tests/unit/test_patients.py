@@ -766,3 +766,19 @@ def test_control_character_is_that_records_problem(
     assert len(result.problems) == 1
     assert "has a control character (" in result.problems[0].message
     assert [p.id for p in result.patients] == ["P-1001"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("written", ["9999-12-01", "0001-01-01", "1899-12-31", "2200-01-01"])
+def test_surgery_date_outside_the_planners_calendar_is_a_problem(
+    tmp_path: Path, schedules: Schedules, fmt: str, written: str
+) -> None:
+    """A surgery date before 1900 or after 2199 is its record's problem, not an overflow later."""
+    records = [patient_record("P-1001"), patient_record("P-1002", surgery_date=written)]
+
+    result = _load(tmp_path, schedules, records, fmt)
+
+    assert _only_problem(result, "surgery_date").message == (
+        f"{written} is not between 1900-01-01 and 2199-12-31"
+    )
+    assert [p.id for p in result.patients] == ["P-1001"]
