@@ -6,6 +6,11 @@ through :class:`Composer`, so what a coordinator previews is what a patient rece
 
 The text depends on the *due* day, not the send day, so a retry or a late send says the
 same as the first try, and reconciliation can match the text a provider holds.
+
+Two things depend on the patient rather than the template: the clinic's number is written
+for the patient's country (national format at home, international abroad; E.164 in
+links), and ``first`` says whether any earlier message on the channel reached the patient
+(if none did, the message says how to opt out, whatever expired or was cancelled before).
 """
 
 from __future__ import annotations
@@ -13,10 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
+import phonenumbers
+
 from reminders.channels.base import Message
+from reminders.copies import base_occurrence
 from reminders.errors import TemplateError
 from reminders.models import Clinic, Milestone, Patient, Recipient, Schedules
 from reminders.sms import MAX_SEGMENTS, SegmentCount, count_segments
@@ -30,6 +39,60 @@ SAMPLE_FIRST_NAME: Final = "Christopher"
 DEFAULT_DOMAIN: Final = "recovery-reminders.invalid"
 #: Surgery date of the sample messages ``validate`` renders.
 SAMPLE_SURGERY: Final = date(2026, 1, 5)
+#: Fictional numbers (Australia's range for drama; a US 555 number) of a sample patient
+#: abroad, whose messages write the clinic's number in international format.
+SAMPLE_ABROAD: Final = {"AU": "+12015550123"}
+SAMPLE_ABROAD_DEFAULT: Final = "+61491570156"
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicPhone:
+    """The clinic's number, written as a patient in a given country dials it."""
+
+    #: E.164, for ``tel:`` links.
+    e164: str
+    #: As dialled inside the clinic's country.
+    national: str
+    #: As dialled from abroad (with the country code).
+    international: str
+    #: ISO 3166 region of the clinic.
+    country: str
+
+    @classmethod
+    def of(cls, clinic: Clinic) -> ClinicPhone:
+        """The clinic's number in every form (it was validated with schedules.yaml)."""
+        number = phonenumbers.parse(clinic.phone, clinic.country)
+        return cls(
+            e164=clinic.phone,
+            national=clinic.phone_display,
+            international=phonenumbers.format_number(
+                number, phonenumbers.PhoneNumberFormat.INTERNATIONAL
+            ),
+            country=clinic.country,
+        )
+
+    def shown_to(self, recipient: Recipient) -> str:
+        """National format for a patient in the clinic's country, international otherwise."""
+        at_home = country_of(recipient.phone, self.country) == self.country
+        return self.national if at_home else self.international
+
+
+@lru_cache(maxsize=4096)
+def country_of(phone: str | None, default: str) -> str:
+    """The region of an E.164 number (``US``, ``GB``), or ``default`` when there is none."""
+    if not phone:
+        return default
+    try:
+        number = phonenumbers.parse(phone)
+    except phonenumbers.NumberParseException:
+        return default
+    # A number outside every region's plan still has a country code (+1 -> US).
+    region = phonenumbers.region_code_for_number(number) or (
+        phonenumbers.region_code_for_country_code(number.country_code)
+        if number.country_code
+        else None
+    )
+    return default if region in (None, phonenumbers.UNKNOWN_REGION) else region
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,22 +117,31 @@ def message_context(
     occurrence: int,
     day: date,
     unsubscribe_url: str | None = None,
+    first: bool = False,
+    phone: ClinicPhone | None = None,
 ) -> dict[str, Any]:
-    """The variables every template may use (documented in the README)."""
+    """The variables every template may use (documented in the README).
+
+    ``occurrence`` may be a copy's number (re-planned or resent): templates see the
+    protocol occurrence it repeats.
+    """
     days = (day - recipient.surgery_date).days
+    phone = phone or ClinicPhone.of(clinic)
     return {
         "patient": {"first_name": recipient.first_name, "last_name": recipient.last_name},
         "clinic": {
             "name": clinic.name,
             "short_name": clinic.short_name,
-            "phone": clinic.phone_display,
+            "phone": phone.shown_to(recipient),
+            "phone_e164": phone.e164,
         },
         "milestone": {"id": milestone},
-        "occurrence": occurrence,
+        "occurrence": base_occurrence(occurrence),
         "days_since_surgery": days,
         "weeks_since_surgery": days // 7,
         "surgery_date": recipient.surgery_date.isoformat(),
         "unsubscribe_url": unsubscribe_url,
+        "first": first,
     }
 
 
@@ -116,7 +188,16 @@ class Composer:
         self.unsubscribe = unsubscribe
         #: Domain of Message-IDs.
         self.message_domain = message_domain
+        #: The clinic's number in every form.
+        self.phone = ClinicPhone.of(schedules.clinic)
         self._zones: dict[str, ZoneInfo] = {}
+        # The earliest milestone of each protocol: its message is, for a patient enrolled
+        # in time, the first one they receive (previews show it with the opt-out line).
+        self._openers = {
+            id(min(p.milestones, key=lambda m: m.offset_days))
+            for p in schedules.protocols.values()
+            if p.milestones
+        }
 
     def zone(self, name: str) -> ZoneInfo:
         """The IANA zone ``name``, loaded once."""
@@ -135,8 +216,12 @@ class Composer:
         occurrence: int,
         day: date,
         unsubscribe_url: str | None = None,
+        first: bool = False,
     ) -> Rendered:
-        """The rendered text (and subject and HTML for email); raises TemplateError."""
+        """The rendered text (and subject and HTML for email); raises TemplateError.
+
+        ``first``: no earlier message on this channel reached the patient.
+        """
         context = message_context(
             self.schedules.clinic,
             recipient,
@@ -144,11 +229,18 @@ class Composer:
             occurrence=occurrence,
             day=day,
             unsubscribe_url=unsubscribe_url if channel == "email" else None,
+            first=first,
+            phone=self.phone,
         )
         return self.templates.render(channel, recipient.language, template, context)
 
     def render_occurrence(
-        self, reminder: Occurrence, recipient: Recipient, *, unsubscribe_url: str | None = None
+        self,
+        reminder: Occurrence,
+        recipient: Recipient,
+        *,
+        unsubscribe_url: str | None = None,
+        first: bool = False,
     ) -> Rendered:
         """What one planned or stored reminder says, on the day it is due for ``recipient``."""
         return self.render(
@@ -159,10 +251,17 @@ class Composer:
             occurrence=reminder.occurrence,
             day=reminder.due_at.astimezone(self.zone(recipient.timezone)).date(),
             unsubscribe_url=unsubscribe_url,
+            first=first,
         )
 
-    def render_first(self, channel: str, recipient: Recipient, milestone: Milestone) -> Rendered:
-        """What a milestone's first occurrence says to ``recipient`` (previews and checks)."""
+    def render_first(
+        self, channel: str, recipient: Recipient, milestone: Milestone, *, first: bool | None = None
+    ) -> Rendered:
+        """What a milestone's first occurrence says to ``recipient`` (previews and checks).
+
+        ``first`` defaults to whether the milestone opens its protocol: the message a
+        patient enrolled in time receives first, with the opt-out line.
+        """
         return self.render(
             channel,
             recipient,
@@ -170,6 +269,7 @@ class Composer:
             milestone=milestone.id,
             occurrence=1,
             day=recipient.surgery_date + timedelta(days=milestone.offset_days),
+            first=id(milestone) in self._openers if first is None else first,
         )
 
     def message(self, r: Claimed, now: datetime) -> Message:
@@ -179,7 +279,9 @@ class Composer:
         unsubscribe = (
             self.unsubscribe.url(r.id) if self.unsubscribe and r.channel == "email" else None
         )
-        rendered = self.render_occurrence(r, r.recipient, unsubscribe_url=unsubscribe)
+        rendered = self.render_occurrence(
+            r, r.recipient, unsubscribe_url=unsubscribe, first=r.first
+        )
         return Message(
             reminder_id=r.id,
             channel=r.channel,
@@ -199,31 +301,46 @@ class Composer:
     def check(self) -> tuple[list[TemplateError], list[SmsCheck]]:
         """Render every template for every language and channel with sample data.
 
-        Returns the errors (missing files, syntax, unknown variables, SMS over the
-        segment limit) and the segment count of every SMS template.
+        Each is rendered as the first message a patient receives (with the opt-out line)
+        and as a later one; an SMS also with the clinic's number written for a patient
+        abroad, and its largest segment count is the template's. Returns the errors
+        (missing files, syntax, unknown variables, SMS over the segment limit) and the
+        segment count of every SMS template.
         """
         errors: dict[str, TemplateError] = {}
         checks: dict[tuple[str, str], SmsCheck] = {}
+        abroad = SAMPLE_ABROAD.get(self.phone.country, SAMPLE_ABROAD_DEFAULT)
         for language, channel, milestone in self._every_message():
-            sample = Recipient(
-                "P-SAMPLE", SAMPLE_FIRST_NAME, "Sample", language, "UTC", SAMPLE_SURGERY
-            )
-            try:
-                rendered = self.render(
-                    channel,
-                    sample,
-                    template=milestone.template,
-                    milestone=milestone.id,
-                    occurrence=1,
-                    day=SAMPLE_SURGERY,
-                    unsubscribe_url="https://clinic.example.com/unsubscribe/sample-token",
+            counts: list[SegmentCount] = []
+            for phone, first in ((None, True), (abroad, True), (None, False)):
+                sample = Recipient(
+                    "P-SAMPLE",
+                    SAMPLE_FIRST_NAME,
+                    "Sample",
+                    language,
+                    "UTC",
+                    SAMPLE_SURGERY,
+                    phone,
                 )
-            except TemplateError as exc:
-                errors.setdefault(str(exc), exc)
+                try:
+                    rendered = self.render(
+                        channel,
+                        sample,
+                        template=milestone.template,
+                        milestone=milestone.id,
+                        occurrence=1,
+                        day=SAMPLE_SURGERY,
+                        unsubscribe_url="https://clinic.example.com/unsubscribe/sample-token",
+                        first=first,
+                    )
+                except TemplateError as exc:
+                    errors.setdefault(str(exc), exc)
+                    break
+                if channel == "sms":
+                    counts.append(count_segments(rendered.text))
+            if not counts:
                 continue
-            if channel != "sms":
-                continue
-            count = count_segments(rendered.text)
+            count = max(counts, key=lambda c: (c.segments, c.units))
             checks.setdefault(
                 (language, milestone.template), SmsCheck(language, milestone.template, count)
             )
@@ -232,7 +349,7 @@ class Composer:
                 error = TemplateError(
                     file,
                     f"renders to {count.segments} SMS segments ({count.units} {count.encoding} "
-                    f"units); the limit is {MAX_SEGMENTS}",
+                    f"units, with the opt-out line); the limit is {MAX_SEGMENTS}",
                 )
                 errors.setdefault(str(error), error)
         return list(errors.values()), list(checks.values())
@@ -242,18 +359,20 @@ class Composer:
 
         A name with a character outside GSM-7 (``Zoë``) switches the whole SMS to UCS-2.
         """
-        seen: set[tuple[str, str, str]] = set()
+        seen: set[tuple[str, str, str, str]] = set()
         for patient in patients:
             if "sms" not in patient.channels:
                 continue
             recipient = Recipient.of(patient)
+            shown = self.phone.shown_to(recipient)
             for milestone in self.schedules.protocols[patient.protocol].milestones:
-                key = (patient.first_name, patient.language, milestone.template)
+                key = (patient.first_name, patient.language, milestone.template, shown)
                 if "sms" not in milestone.channels or key in seen:
                     continue
                 seen.add(key)
                 try:
-                    text = self.render_first("sms", recipient, milestone).text
+                    # As the first message the patient receives: with the opt-out line.
+                    text = self.render_first("sms", recipient, milestone, first=True).text
                 except TemplateError:
                     continue  # already reported by the template check
                 count = count_segments(text)

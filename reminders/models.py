@@ -204,6 +204,8 @@ class Recipient:
     timezone: str
     #: The protocol's anchor date.
     surgery_date: date
+    #: E.164 phone number, if any: its country decides how the clinic's number is written.
+    phone: str | None = None
 
     @classmethod
     def of(cls, patient: Patient) -> Recipient:
@@ -215,6 +217,7 @@ class Recipient:
             patient.language,
             patient.timezone,
             patient.surgery_date,
+            patient.phone,
         )
 
 

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from reminders.copies import base_key, chains, follow, planned_again
 from reminders.errors import SyncRefused
-from reminders.lifecycle import LIVE_ENROLLMENTS, REPLANNABLE, EnrollmentStatus
+from reminders.lifecycle import LIVE_ENROLLMENTS, EnrollmentStatus
 from reminders.models import Patient, Schedules
 from reminders.patients import PatientFile, Problem, RawRecord, iter_records, validate_records
 from reminders.planning import initial_status, iter_plan
@@ -61,7 +62,8 @@ class SyncReport:
     unchanged: int = 0
     #: Problems with single records (their stored enrollments are untouched).
     problems: list[Problem] = field(default_factory=list)
-    #: Reminder changes by kind: planned, expired (late enrollment), replanned, cancelled.
+    #: Reminder changes by kind: planned, expired (late enrollment), replanned,
+    #: planned_again (advice sent before a postponed surgery date), cancelled.
     reminders: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -219,11 +221,12 @@ def diff(
             report.paused.append(patient.id)
         if patient.status != EnrollmentStatus.WITHDRAWN:
             plan.inserts.append((patient.id, planner.slots(patient)))
-    _replan(plan, planner, changed, existing, now)
+    again = _replan(plan, planner, changed, existing, now)
     uses = Counter(id(slots) for _, slots in plan.inserts)
     for slots in {id(slots): slots for _, slots in plan.inserts}.values():
         for slot in slots:
             report.reminders[slot[7]] += uses[id(slots)]
+    plan.inserts += again
     plan.audit += [
         {"at": now, "kind": "enrollment.created", "patient_id": pid, "detail": {}}
         for pid in report.enrolled
@@ -246,14 +249,19 @@ def _replan(
     patients: list[Patient],
     existing: Mapping[ReminderKey, StoredReminder],
     now: datetime,
-) -> None:
+) -> list[tuple[str, list[PlanSlot]]]:
     """Diff the new plan of changed patients against their stored reminders.
 
     Sent reminders are history and stay as they are; unsent ones take the new due
     time; reminders no longer in the plan are cancelled; missing ones are inserted.
+    Advice a patient received before their (new) surgery date is planned again for the
+    new date, as a copy with an occurrence number of its own (:func:`follow`); the
+    copies are returned, to be inserted after the report counted the plan's rows.
     """
     report = plan.report
+    stored = chains(existing.values())
     keep: set[ReminderKey] = set()
+    again: list[tuple[str, list[PlanSlot]]] = []
     for patient in patients:
         if patient.status == EnrollmentStatus.WITHDRAWN:
             plan.withdrawn.append(patient.id)
@@ -262,18 +270,25 @@ def _replan(
             report.paused.append(patient.id)
         else:
             report.updated.append(patient.id)
+        zone = planner.zone(patient.timezone)
         missing: list[PlanSlot] = []
+        copies: list[PlanSlot] = []
         for slot in planner.slots(patient):
             protocol, milestone, occurrence, channel, template, due, expires, status = slot
             key = (patient.id, protocol, milestone, occurrence, channel)
             keep.add(key)
-            old = existing.get(key)
-            if old is None:
+            step = follow(stored.get(key, []), patient.surgery_date, zone)
+            if step.insert:
                 missing.append(slot)
-                continue
-            if old.status not in REPLANNABLE:
-                continue  # sent, failed, in flight or suppressed: history, never re-sent
-            if (old.due_at, old.expires_at, old.status, old.template) != (
+            if step.again is not None:
+                copies.append(
+                    (protocol, milestone, step.again, channel, template, due, expires, status)
+                )
+                plan.audit.append(planned_again(now, patient.id, slot, step.again))
+                report.reminders["planned_again"] += 1
+            plan.dropped += step.cancel
+            old = step.replan
+            if old is not None and (old.due_at, old.expires_at, old.status, old.template) != (
                 due,
                 expires,
                 status,
@@ -292,8 +307,13 @@ def _replan(
                 report.reminders["replanned"] += 1
         if missing:
             plan.inserts.append((patient.id, missing))
+        if copies:
+            again.append((patient.id, copies))
     live = {p.id for p in patients if p.status != EnrollmentStatus.WITHDRAWN}
-    plan.dropped = [r.id for key, r in existing.items() if key[0] in live and key not in keep]
+    plan.dropped += [
+        r.id for key, r in existing.items() if key[0] in live and base_key(key) not in keep
+    ]
+    return again
 
 
 def apply(
@@ -427,6 +447,10 @@ class _Planner:
             pid: tuple(sorted({key for m in p.milestones for key in m.when}))
             for pid, p in schedules.protocols.items()
         }
+
+    def zone(self, name: str) -> ZoneInfo:
+        """The IANA zone ``name``, loaded once."""
+        return self._zones.setdefault(name, ZoneInfo(name))
 
     def slots(self, patient: Patient) -> list[PlanSlot]:
         """The patient's whole plan, each slot ``expired`` if past its expiry (shared: do not modify)."""

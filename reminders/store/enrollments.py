@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from reminders.lifecycle import PENDING, REPLANNABLE, UNSETTLED, EnrollmentStatus, ReminderStatus
 from reminders.store.schema import (
+    AUDIT,
     CHUNK,
     ENROLLMENTS,
     KEY_COLUMNS,
@@ -23,6 +24,7 @@ from reminders.store.schema import (
     active,
     batches,
     in_lists,
+    inserted_id,
 )
 
 #: One planned occurrence on one channel, shared by every patient whose plan is the same:
@@ -42,6 +44,9 @@ _INSERT_COLUMNS: Final = (
 )
 #: How SQLAlchemy stores DATETIME on SQLite; raw inserts must write the same text.
 _SQLITE_DATETIME: Final = "%Y-%m-%d %H:%M:%S.%f"
+#: The audit kind of a reminder a coordinator sent again on purpose (``reminders resend``):
+#: the sync leaves such a copy alone, as it leaves a sent reminder alone.
+RESENT: Final = "reminder.resent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,10 @@ class StoredReminder:
     expires_at: datetime
     #: Template.
     template: str
+    #: When the provider accepted it, if it did.
+    sent_at: datetime | None = None
+    #: A copy a coordinator asked for (``reminders resend``), not one the sync planned.
+    resent: bool = False
 
 
 class EnrollmentQueries:
@@ -88,9 +97,14 @@ class EnrollmentQueries:
 
     def reminders_of(self, patient_ids: Sequence[str]) -> list[StoredReminder]:
         """Every reminder of the given patients."""
-        c = REMINDERS.c
+        c, a = REMINDERS.c, AUDIT.c
         result: list[StoredReminder] = []
         for chunk in in_lists(patient_ids):
+            resent = set(
+                self.conn.execute(
+                    sa.select(a.reminder_id).where(a.kind == RESENT, a.patient_id.in_(chunk))
+                ).scalars()
+            )
             rows = self.conn.execute(
                 sa.select(
                     c.id,
@@ -103,6 +117,7 @@ class EnrollmentQueries:
                     c.due_at,
                     c.expires_at,
                     c.template,
+                    c.sent_at,
                 ).where(c.patient_id.in_(chunk))
             )
             result.extend(
@@ -113,6 +128,8 @@ class EnrollmentQueries:
                     r.due_at,
                     r.expires_at,
                     r.template,
+                    r.sent_at,
+                    r.id in resent,
                 )
                 for r in rows
             )
@@ -208,6 +225,17 @@ class EnrollmentQueries:
         if batch:
             flush()
         return written
+
+    def insert_one(self, patient_id: str, slot: PlanSlot, now: datetime) -> int:
+        """Insert one reminder (a copy sent again on purpose); returns its id."""
+        protocol, milestone, occurrence, channel, template, due, expires, status = slot
+        row = (patient_id, protocol, milestone, occurrence, channel, template)
+        values = (*row, due, due, expires, status, 0, now)
+        return inserted_id(
+            self.conn.execute(
+                REMINDERS.insert().values(dict(zip(_INSERT_COLUMNS, values, strict=True)))
+            )
+        )
 
     def replan(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Rewrite the schedule of unsent reminders (rows carry ``id`` and the new values)."""

@@ -66,6 +66,9 @@ class Claimed:
     in_doubt_since: datetime | None = None
     #: Digests of the texts those in-doubt attempts sent.
     in_doubt_digests: frozenset[str] = frozenset()
+    #: No other reminder of this patient on this channel was sent or delivered: this may
+    #: be the first message the patient receives there, so it says how to opt out.
+    first: bool = False
 
     @property
     def patient_id(self) -> str:
@@ -130,12 +133,25 @@ class OutboxQueries:
             )
         )
         doubt = AttemptQueries(self.conn).in_doubt(ids)
+        # Whatever expired, failed or was cancelled before, the first message a patient
+        # actually receives on a channel must say how to opt out: decided here, per row.
+        earlier = REMINDERS.alias("earlier")
+        reached = (
+            sa.exists()
+            .where(
+                earlier.c.patient_id == r.patient_id,
+                earlier.c.channel == r.channel,
+                earlier.c.status.in_(sorted(ACCEPTED)),
+            )
+            .correlate(REMINDERS)
+        )
         rows = self.conn.execute(
             sa.select(
                 *(REMINDERS.c[name] for name in _CLAIMED),
                 *(ENROLLMENTS.c[name] for name in _RECIPIENT),
                 e.phone,
                 e.email,
+                sa.not_(reached).label("first"),
             )
             .join(ENROLLMENTS, e.patient_id == r.patient_id)
             .where(r.id.in_(ids))
@@ -318,7 +334,8 @@ def _claimed(row: Any, doubt: tuple[datetime, frozenset[str]] | None) -> Claimed
     return Claimed(
         **{name: m[name] for name in _CLAIMED},
         address=m["phone"] if m["channel"] == "sms" else m["email"],
-        recipient=Recipient(**{name: m[name] for name in _RECIPIENT}),
+        recipient=Recipient(**{name: m[name] for name in _RECIPIENT}, phone=m["phone"]),
         in_doubt_since=since,
         in_doubt_digests=digests,
+        first=bool(m["first"]),
     )

@@ -83,6 +83,7 @@ class Enrollment(SQLModel, table=True):
             self.language,
             self.timezone,
             self.surgery_date,
+            self.phone,
         )
 
 

@@ -60,7 +60,7 @@ FACTS = (
         "You will have to avoid movements such as bending your hip, extending your knee "
         "and other activities that strain the hamstrings.",
         en=("bend your hip", "straighten your knee", "strain"),
-        es=("doble la cadera", "enderece la rodilla", "evite", "parte de atrás del muslo"),
+        es=("doble la cadera", "enderece la rodilla", "evite", "parte trasera del muslo"),
         windows=((1, 7),),  # from surgery on: within the first week
     ),
     Fact(
@@ -78,7 +78,7 @@ FACTS = (
     Fact(
         "You will then gradually increase weight bearing and range of motion.",
         en=("more weight", "move"),
-        es=("más peso", "mover"),
+        es=("aumentar", "peso", "movimiento"),
         windows=((BRACE_OFF_DAY, SIX_MONTHS_DAY - SIX_MONTHS_SLACK - 1),),
     ),
     Fact(

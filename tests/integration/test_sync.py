@@ -126,7 +126,11 @@ def test_late_enrollment_expires_past_milestones_and_plans_current_ones(
 def test_surgery_date_change_replans_unsent_and_keeps_sent(
     store: Store, shipped: Schedules, tmp_path: Path
 ) -> None:
-    """A new surgery date moves unsent reminders; sent ones stay sent with their old time."""
+    """A new surgery date moves unsent reminders; sent ones stay sent with their old time.
+
+    The day-1 advice went out before the new date, so it is planned again for the new
+    date as a copy (occurrence 1001); the sent one is left as it was.
+    """
     path = write(tmp_path / "p.yaml", patient("P-1"))
     sync_patients(store, shipped, path, NOW)
     first = by_key(timeline(store, "P-1"))
@@ -137,9 +141,13 @@ def test_surgery_date_change_replans_unsent_and_keeps_sent(
     report = sync_patients(store, shipped, path, NOW)
     assert report.updated == ["P-1"]
     after = by_key(timeline(store, "P-1"))
-    assert set(after) == set(first)
+    copies = {(m, 1001, ch) for m, _, ch in first if m == "crutches-toe-touch"}
+    assert set(after) == set(first) | copies
     for key, e in after.items():
-        if key[0] == "crutches-toe-touch":
+        if key in copies:
+            assert e.status == "planned"
+            assert e.due_at == first[key[0], 1, key[2]].due_at + timedelta(days=7)
+        elif key[0] == "crutches-toe-touch":
             assert e.status == "sent"
             assert e.due_at == first[key].due_at
         else:
