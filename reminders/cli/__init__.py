@@ -6,6 +6,7 @@
 ``delivery``      ``sync``, ``tick``, ``demo``, ``run``, ``serve``
 ``reading``       ``timeline``, ``status``
 ``db``            ``db current``, ``db upgrade``
+``resend``        ``resend``: one message again, on purpose, audited
 ================  ==========================================
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from . import checks, db, delivery, reading  # noqa: F401  # each registers its commands
+from . import checks, db, delivery, reading, resend  # noqa: F401  # each registers its commands
 from .root import app
 
 __all__ = ["app", "main"]
