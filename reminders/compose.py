@@ -39,10 +39,10 @@ SAMPLE_FIRST_NAME: Final = "Christopher"
 DEFAULT_DOMAIN: Final = "recovery-reminders.invalid"
 #: Surgery date of the sample messages ``validate`` renders.
 SAMPLE_SURGERY: Final = date(2026, 1, 5)
-#: Fictional numbers (Australia's range for drama; a US 555 number) of a sample patient
-#: abroad, whose messages write the clinic's number in international format.
-SAMPLE_ABROAD: Final = {"AU": "+12015550123"}
-SAMPLE_ABROAD_DEFAULT: Final = "+61491570156"
+#: Fictional phone numbers (Australia's range for drama, a US 555 number): ``validate``
+#: renders each SMS for a sample patient with one outside the clinic's country, whose
+#: messages write the clinic's number in international format.
+SAMPLE_ABROAD: Final = ("+61491570156", "+12015550123")
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +309,8 @@ class Composer:
         """
         errors: dict[str, TemplateError] = {}
         checks: dict[tuple[str, str], SmsCheck] = {}
-        abroad = SAMPLE_ABROAD.get(self.phone.country, SAMPLE_ABROAD_DEFAULT)
+        home = self.phone.country
+        abroad = next(p for p in SAMPLE_ABROAD if country_of(p, home) != home)
         for language, channel, milestone in self._every_message():
             counts: list[SegmentCount] = []
             for phone, first in ((None, True), (abroad, True), (None, False)):

@@ -120,3 +120,31 @@ def test_resend_refuses_what_it_cannot_send_and_changes_nothing(cli: Cli) -> Non
     }
     assert codes == {name: code for name, (_, code) in REFUSED.items()}
     assert cli("status", "--json").json()["reminders"] == before
+
+
+def test_resend_to_a_patient_whose_protocol_is_over_goes_out(cli: Cli) -> None:
+    """A patient whose every reminder expired is `completed`; a resend to them still goes out at the next tick.
+
+    Catches: a resend refused, or planned and never sent, because the patient's protocol
+    is over (the dispatcher sends only to active patients).
+    """
+    cli.write_patients(
+        [{**sample_patients()[0], "surgery_date": DAY1_OF_DANA.date().replace(year=2025)}]
+    )
+    cli("tick", "--now", iso(DAY1_OF_DANA))
+    assert cli("status", "--json").json()["patients"] == {"completed": 1}
+    cli(
+        "resend",
+        "P-1001",
+        "return-to-sport-review",
+        "--channel",
+        "email",
+        "--by",
+        "Kim",
+        "--reason",
+        "asked for it",
+        "--now",
+        iso(NOON),
+    )
+    sent = tick_counts(cli("tick", "--now", iso(NOON + timedelta(minutes=1)), "--json"))
+    assert sent["sent"] == 1

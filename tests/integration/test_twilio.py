@@ -197,6 +197,7 @@ def test_sms_reaches_the_endpoint_with_sender_callback_and_validity(rig: Rig) ->
             milestone=DAY1,
             occurrence=1,
             day=rig.due.local_date,
+            first=True,  # Dana's first message: it says how to opt out
         )
         .text
     )
