@@ -42,7 +42,7 @@ from reminders.store import (
 
 #: A sync inserting at least this many reminders refreshes the planner's statistics.
 BULK_ROWS: Final = 10_000
-#: A sync refuses to withdraw more than this share of active patients without --force.
+#: A sync refuses to withdraw more than this share of enrolled (active or paused) patients without --force.
 WITHDRAW_GUARD: Final = 0.20
 
 
@@ -179,15 +179,29 @@ def guard(
         for p in checked.patients
         if p.status == EnrollmentStatus.WITHDRAWN and _was_live(stored.get(p.id))
     ]
-    active = sum(1 for known in stored.values() if known.status == EnrollmentStatus.ACTIVE)
+    # Both sides of the share count the same patients: the live ones (active or paused), since
+    # paused patients are withdrawn too (counting only the active made it "5 of 4 (125%)").
+    live = Counter(known.status for known in stored.values() if known.status in LIVE_ENROLLMENTS)
+    enrolled = sum(live.values())
     leaving = len(removed) + len(newly_withdrawn)
-    if not force and active and leaving > WITHDRAW_GUARD * active:
+    if not force and enrolled and leaving > WITHDRAW_GUARD * enrolled:
+        share = f"{leaving / enrolled:.0%}, more than {WITHDRAW_GUARD:.0%}"
         raise SyncRefused(
-            f"{path}: this sync would withdraw {leaving} of {active} active patients "
-            f"({leaving / active:.0%}, more than {WITHDRAW_GUARD:.0%}); if the file is right, "
-            "run it again with --force"
+            f"{path}: this sync would withdraw {leaving} of {_population(live, share)}; "
+            "if the file is right, run it again with --force"
         )
     return removed
+
+
+def _population(live: Counter[str], share: str) -> str:
+    """``5 active patients (40%, ...)``, or ``5 enrolled patients (4 active, 1 paused; 100%, ...)``."""
+    enrolled = sum(live.values())
+    if set(live) == {EnrollmentStatus.ACTIVE}:
+        return f"{enrolled} active patients ({share})"
+    parts = [
+        f"{live[s]} {s}" for s in (EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED) if live[s]
+    ]
+    return f"{enrolled} enrolled patients ({', '.join(parts)}; {share})"
 
 
 def diff(
@@ -356,7 +370,7 @@ def sync_patients(
 
     Raises :class:`~reminders.errors.PatientFileError` when the file cannot be read
     (nothing changes) and :class:`~reminders.errors.SyncRefused` when the sync would
-    withdraw more than 20% of active patients without ``force``.
+    withdraw more than 20% of enrolled patients without ``force``.
     """
     with store.write() as tx:
         tx.lock_sync()

@@ -77,7 +77,7 @@ def sync(
     ctx: typer.Context,
     now: NowOpt = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Allow withdrawing more than 20% of active patients.")
+        bool, typer.Option("--force", help="Allow withdrawing more than 20% of enrolled patients.")
     ] = False,
     patients: PatientsOpt = None,
     as_json: JsonOpt = False,

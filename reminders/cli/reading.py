@@ -36,6 +36,7 @@ def styled(status: str) -> str:
 def entry_json(e: TimelineEntry, zone: ZoneInfo) -> dict[str, Any]:
     """One timeline row as JSON (the ``timeline --json`` contract)."""
     return {
+        "id": e.id,  # the number status callbacks name (?reminder=N)
         "patient_id": e.patient_id,
         "protocol": e.protocol,
         "milestone": e.milestone,

@@ -174,6 +174,22 @@ def test_the_guard_counts_patients_set_withdrawn_in_the_file_too() -> None:
         plan_for(file, known)
 
 
+def test_the_guard_counts_paused_patients_on_both_sides_of_its_share() -> None:
+    """Emptying a file of 4 active and 1 paused patients is "5 of 5 enrolled (4 active, 1 paused)", 100%, not 125%."""
+    known = {**stored("P-1", "P-2", "P-3", "P-4"), **stored("P-5", status="paused")}
+    with pytest.raises(
+        SyncRefused,
+        match=r"withdraw 5 of 5 enrolled patients \(4 active, 1 paused; 100%, more than 20%\)",
+    ):
+        plan_for(records(), known)
+
+
+def test_the_guard_protects_a_clinic_whose_patients_are_all_paused() -> None:
+    """Emptying a file whose 3 patients are all paused is refused too: paused patients are enrolled."""
+    with pytest.raises(SyncRefused, match=r"withdraw 3 of 3 enrolled patients \(3 paused; 100%"):
+        plan_for(records(), stored("P-1", "P-2", "P-3", status="paused"))
+
+
 def test_a_rejected_record_is_neither_changed_nor_withdrawn() -> None:
     """A stored patient whose record is now invalid is left alone, not treated as removed."""
     known = stored("P-1", "P-2")

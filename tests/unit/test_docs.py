@@ -1,0 +1,23 @@
+"""The guides say what the code does, where a wrong sentence would mislead an operator.
+
+Each test pins one statement a reader acts on against the code that makes it true.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from reminders import tokens
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_the_operations_guide_says_unsubscribe_links_carry_no_address() -> None:
+    """docs/operations.md describes the unsubscribe token as opaque, as :mod:`reminders.tokens` makes it, never as carrying the address."""
+    guide = " ".join((DOCS / "operations.md").read_text(encoding="utf-8").split())
+    token = tokens.sign("a secret key", 4242)
+    assert tokens.verify("a secret key", token) == 4242
+    assert "@" not in token
+    assert not re.search(r"unsubscribe (urls|links?) carr(y|ies) the (email )?address", guide, re.I)
+    assert re.search(r"unsubscribe urls carry no address", guide, re.I)
