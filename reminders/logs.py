@@ -22,28 +22,60 @@ from reminders.fields import mask_email, mask_phone
 CONTENT_KEYS: Final = frozenset(
     {"body", "text", "html", "subject", "message_body", "content", "reply"}
 )
-_EMAIL = re.compile(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"(?<![\w])\+?\d[\d\s().-]{6,}\d(?![\w])")
+#: Characters that end an address-like run: white space, brackets, double quotes and the
+#: separators RFC 5322 forbids unquoted in an address. Everything else, ``'`` and ``/``
+#: included, may be part of a local part ("o'brien@", "dana/clinic@"), so it is masked too.
+_RUN = r'[^\s<>()\[\]",;:\\]'
+#: Anything with an ``@`` inside such a run (``dana@@example.com`` too), or a quoted local part.
+_EMAIL = re.compile(rf'"[^"\r\n]{{0,64}}"@{_RUN}*|{_RUN}*@{_RUN}*')
+#: A run of digits written as people write phone numbers (at least 7 digits, counted below),
+#: with an extension if one follows (``x12``, ``ext. 12``, ``#12``). A ``+`` (or ``%2B``, its
+#: URL encoding in a form body) starts a number wherever it stands (``tel:+1...``,
+#: ``x+1...``); otherwise a letter or digit just before the run means it is part of
+#: something else (``SM0123...``).
+_PHONE = re.compile(
+    r"(?:(?P<plus>\+|%2B)|(?<![\w+]))(?P<number>\d[\d().\- \t\u00a0]{5,}\d)"
+    r"(?P<ext>[ \t\u00a0]*(?:x|ext\.?|extension|#)[ \t\u00a0]*\d{1,10})?(?!\d)",
+    re.IGNORECASE,
+)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}:\d{2}")
 #: ISO dates and times are split off first so their digits are never read as a phone number.
 _ISO = re.compile(
     r"(\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?|\d{2}:\d{2}(?::\d{2})?)"
 )
+#: Quotes and sentence punctuation around an address that are not part of it.
+_OPENING, _CLOSING = "'`", "'`.!?"
+
+
+def _mask_email_match(match: re.Match[str]) -> str:
+    run = match.group(0)
+    if not run.strip("@"):
+        return run  # a lone "@" between words is not an address
+    core = run.lstrip(_OPENING)
+    address = core.rstrip(_CLOSING)
+    return run[: len(run) - len(core)] + mask_email(address) + core[len(address) :]
 
 
 def _mask_phone_match(match: re.Match[str]) -> str:
-    text = match.group(0)
-    digits = re.sub(r"\D", "", text)
-    if len(digits) < 7 or len(digits) > 15 or _DATE.search(text):
-        return text  # dates, times and short numbers are not phone numbers
-    if text.startswith("+"):
-        return mask_phone("+" + digits)
-    return "*" * (len(digits) - 2) + digits[-2:]  # national form: no country code to keep
+    plus, number = match.group("plus") or "", match.group("number")
+    digits = re.sub(r"\D", "", number)
+    if len(digits) < 7 or _DATE.search(number):
+        return match.group(0)  # dates, times and short numbers are not phone numbers
+    extension = re.sub(r"\d", "*", match.group("ext") or "")
+    if plus:
+        return plus + mask_phone("+" + digits)[1:] + extension
+    # National form: no country code to keep.
+    return "*" * (len(digits) - 2) + digits[-2:] + extension
 
 
 def mask_text(text: str) -> str:
-    """``text`` with every email address and phone-number-like run masked."""
-    text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    """``text`` with everything that looks like an email address or a phone number masked.
+
+    An address keeps the first character of its local part and its domain
+    (``d***@example.com``); a number its first four digits after a ``+`` and its last
+    two (``+1201*****23``), or only its last two without one, and no extension digit.
+    """
+    text = _EMAIL.sub(_mask_email_match, text)
     pieces = _ISO.split(text)
     # re.split with a group alternates: text, date, text, date, ...
     return "".join(p if i % 2 else _PHONE.sub(_mask_phone_match, p) for i, p in enumerate(pieces))
@@ -56,7 +88,13 @@ def _clean(value: Any) -> Any:
         return {k: ("[redacted]" if k in CONTENT_KEYS else _clean(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return mask_text(bytes(value).decode("utf-8", "replace"))
+    # Anything else (an exception, a path, a date) would reach the renderer unmasked, as
+    # its repr: it becomes its text here, masked like any other.
+    return mask_text(str(value))
 
 
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
