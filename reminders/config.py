@@ -32,8 +32,10 @@ from reminders.fields import (
 )
 from reminders.models import (
     CHANNELS,
+    TIMEZONE_EXTENSION,
     Channel,
     Clinic,
+    FhirMapping,
     Milestone,
     Protocol,
     Repeat,
@@ -51,6 +53,8 @@ _LANGUAGE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
 MAX_PROTOCOLS: Final = 50
 MAX_MILESTONES: Final = 100
 MAX_OCCURRENCES: Final = 500
+#: Most procedure codes in the ``fhir:`` table.
+MAX_PROCEDURE_CODES: Final = 500
 
 
 def load_zone(name: str) -> ZoneInfo:
@@ -163,7 +167,7 @@ def parse_schedules(raw: object, file: str) -> Schedules:
     r = _Reader(file)
     doc = r.mapping(raw, "", "")
     r.scalars(doc)
-    r.only(doc, {"clinic", "defaults", "protocols"}, "")
+    r.only(doc, {"clinic", "defaults", "protocols", "fhir"}, "")
     clinic = _clinic(r, r.mapping(doc.get("clinic"), "clinic", ""))
 
     defaults = r.mapping(doc.get("defaults", {}), "defaults", "")
@@ -205,6 +209,7 @@ def parse_schedules(raw: object, file: str) -> Schedules:
         not isinstance(default_protocol, str) or default_protocol not in protocols
     ):
         raise r.fail("defaults", "protocol", f"no protocol named {default_protocol!r}")
+    fhir = _fhir(r, doc["fhir"], protocols) if "fhir" in doc else FhirMapping()
 
     fingerprint = hashlib.blake2b(
         json.dumps(_canonical(raw), sort_keys=True, default=str).encode(), digest_size=16
@@ -216,6 +221,7 @@ def parse_schedules(raw: object, file: str) -> Schedules:
         languages=tuple(languages_raw),
         protocols=protocols,
         fingerprint=fingerprint,
+        fhir=fhir,
     )
 
 
@@ -226,6 +232,57 @@ def _canonical(value: object) -> object:
     if isinstance(value, list):
         return [_canonical(item) for item in value]
     return value
+
+
+def _fhir(r: _Reader, raw: object, protocols: Mapping[str, Protocol]) -> FhirMapping:
+    """The ``fhir:`` block: how a FHIR Bundle's Patient and Procedure become records."""
+    block = r.mapping(raw, "fhir", "")
+    r.only(
+        block,
+        {"patient_identifier", "timezone_extension", "attribute_extension", "procedures"},
+        "fhir",
+    )
+
+    def uri(key: str, default: str | None = None) -> str | None:
+        if block.get(key) is None:
+            return default
+        value = r.text(block, key, "fhir")
+        if any(c.isspace() for c in value):
+            raise r.fail("fhir", key, f"{shorten(value)!r} is not a URI (no spaces)")
+        return value
+
+    items = block.get("procedures") or []
+    if not isinstance(items, list):
+        raise r.fail("fhir", "procedures", "expected a list of {system, code, protocol}")
+    if len(items) > MAX_PROCEDURE_CODES:
+        raise r.fail(
+            "fhir", "procedures", f"has {len(items)} codes; the limit is {MAX_PROCEDURE_CODES}"
+        )
+    procedures: dict[tuple[str, str], str] = {}
+    for index, item in enumerate(items):
+        record = f"fhir.procedures[{index}]"
+        entry = r.mapping(item, record, "")
+        r.only(entry, {"system", "code", "protocol"}, record)
+        system = r.text(entry, "system", record)
+        code = r.text(entry, "code", record, limit=LIMITS["id"])
+        protocol = r.text(entry, "protocol", record, limit=LIMITS["id"])
+        if protocol not in protocols:
+            raise r.fail(
+                record,
+                "protocol",
+                f"no protocol named {protocol!r} (known: {', '.join(protocols)})",
+            )
+        if (system, code) in procedures:
+            raise r.fail(record, "code", f"{system}|{code} is listed twice")
+        procedures[system, code] = protocol
+    timezone = uri("timezone_extension", TIMEZONE_EXTENSION)
+    assert timezone is not None  # noqa: S101  # it has a default
+    return FhirMapping(
+        patient_identifier=uri("patient_identifier"),
+        timezone_extension=timezone,
+        attribute_extension=uri("attribute_extension"),
+        procedures=procedures,
+    )
 
 
 def _window(text: object) -> SendWindow:

@@ -24,7 +24,7 @@ def run_demo(config: Config, patients: Path, console: Console) -> None:
 
     The clock jumps from one due time to the next, so six months take seconds.
     """
-    records = read_records(patients)
+    records = read_records(patients, config.schedules)
     dates = sorted(
         str(r.fields["surgery_date"])
         for r in records

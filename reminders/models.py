@@ -119,6 +119,28 @@ class Clinic:
     coordinator_email: str | None = None
 
 
+#: The FHIR extension whose ``valueCode`` is a patient's IANA time zone (FHIR extensions pack).
+TIMEZONE_EXTENSION: Final = "http://hl7.org/fhir/StructureDefinition/timezone"
+
+
+@dataclass(frozen=True, slots=True)
+class FhirMapping:
+    """How a FHIR Bundle of Patient + Procedure becomes patient records (``fhir:`` block)."""
+
+    #: ``Patient.identifier.system`` whose value is the patient id; ``None``: ``Patient.id``.
+    patient_identifier: str | None = None
+    #: Extension (on Patient) whose ``valueCode`` is the patient's IANA time zone.
+    timezone_extension: str = TIMEZONE_EXTENSION
+    #: Extension (on Procedure) holding one attribute as ``name`` + ``value`` sub-extensions.
+    attribute_extension: str | None = None
+    #: Protocol id by procedure coding ``(system, code)``, in the file's order.
+    procedures: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+    def codes_of(self, protocol: str) -> list[tuple[str, str]]:
+        """The codings that map to ``protocol``, in the file's order."""
+        return [coding for coding, target in self.procedures.items() if target == protocol]
+
+
 @dataclass(frozen=True, slots=True)
 class Schedules:
     """The whole validated ``schedules.yaml``."""
@@ -135,6 +157,8 @@ class Schedules:
     protocols: Mapping[str, Protocol]
     #: Digest of everything that changes a plan; stored with each enrollment.
     fingerprint: str
+    #: Reading FHIR bundles (the ``fhir:`` block; empty when absent).
+    fhir: FhirMapping = field(default_factory=FhirMapping)
 
 
 @dataclass(frozen=True, slots=True)

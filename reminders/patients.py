@@ -6,8 +6,6 @@ the record and the field, and the sync leaves that patient's stored enrollment a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from typing import Any, Final
 from reminders.config import load_zone
 from reminders.csvio import read_rows
 from reminders.errors import PatientFileError
+from reminders.fhir.reading import read_bundle
 from reminders.fields import (
     LIMITS,
     MAX_ATTRIBUTE_KEY,
@@ -32,6 +31,7 @@ from reminders.fields import (
 )
 from reminders.lifecycle import FILE_STATUSES, EnrollmentStatus
 from reminders.models import CHANNELS, Channel, Patient, Schedules
+from reminders.records import RawRecord
 from reminders.yamlio import read_config_file
 
 #: Default file name, looked up beside ``schedules.yaml``.
@@ -81,35 +81,6 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
-class RawRecord:
-    """A record as read from the file, before validation."""
-
-    #: Where it is, e.g. ``patients[3]`` or ``row 5``.
-    position: str
-    #: Its fields as read.
-    fields: Mapping[str, Any]
-
-    @property
-    def patient_id(self) -> str | None:
-        """The id as written, if any (a list or mapping is no id: the record reports it)."""
-        value = self.fields.get("id")
-        if value is None or isinstance(value, Mapping | list):
-            return None
-        return str(value).strip() or None
-
-    @property
-    def label(self) -> str:
-        """``patients[3] id=P-1004`` (an over-long id is shortened: it is reported, not echoed)."""
-        pid = self.patient_id
-        return f"{self.position} id={shorten(pid, LIMITS['id'])}" if pid else self.position
-
-    def digest(self, salt: str) -> str:
-        """Digest of the raw fields plus ``salt`` (the schedules fingerprint)."""
-        payload = json.dumps(self.fields, sort_keys=True, default=str, separators=(",", ":"))
-        return hashlib.blake2b((salt + payload).encode(), digest_size=16).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
 class PatientFile:
     """The outcome of reading a patients file."""
 
@@ -146,19 +117,23 @@ def patients_path(config_dir: Path, override: str | os.PathLike[str] | None = No
     return csv_path if not yaml_path.exists() and csv_path.exists() else yaml_path
 
 
-def read_records(path: Path) -> list[RawRecord]:
-    """Read the raw records of a YAML or CSV patients file; raises PatientFileError."""
-    return list(iter_records(path))
+def read_records(path: Path, schedules: Schedules) -> list[RawRecord]:
+    """Read the raw records of a YAML, CSV or FHIR patients file; raises PatientFileError."""
+    return list(iter_records(path, schedules))
 
 
-def iter_records(path: Path) -> Iterator[RawRecord]:
+def iter_records(path: Path, schedules: Schedules) -> Iterator[RawRecord]:
     """The raw records one by one (a CSV file is streamed); raises PatientFileError.
 
     A CSV file that turns out unreadable half-way raises when that row is reached,
-    so callers must not act on the records before the iteration has finished.
+    so callers must not act on the records before the iteration has finished. A
+    ``.json`` file is a FHIR Bundle, read through ``schedules``' ``fhir:`` table.
     """
     file = str(path)
     hint = "use --patients PATH or REMINDERS_PATIENTS"
+    if path.suffix.lower() == ".json":
+        yield from read_bundle(path, schedules, MAX_PATIENTS_BYTES)
+        return
     if path.suffix.lower() == ".csv":
         try:
             yield from _read_csv(path)
@@ -187,7 +162,7 @@ def _read_csv(path: Path) -> Iterator[RawRecord]:
 
 def load_patients(path: Path, schedules: Schedules) -> PatientFile:
     """Read and validate every record; raises PatientFileError only if the file is unreadable."""
-    records = read_records(path)
+    records = read_records(path, schedules)
     return validate_records(path, records, schedules)
 
 
@@ -208,13 +183,10 @@ def validate_records(path: Path, records: Iterable[RawRecord], schedules: Schedu
     for record in records:
         pid = record.patient_id
         if pid in duplicates:
+            place, element = record.where("id")
             result.problems.append(
                 Problem(
-                    str(path),
-                    record.label,
-                    "id",
-                    "duplicate id: every record with it is skipped",
-                    pid,
+                    str(path), place, element, "duplicate id: every record with it is skipped", pid
                 )
             )
             continue
@@ -233,9 +205,23 @@ def validate_record(
     pid = record.patient_id
     problems: list[Problem] = []
 
-    def problem(field_name: str, message: str) -> None:
-        problems.append(Problem(file, record.label, field_name, message, pid))
+    covered = {fault.field for fault in record.faults}
 
+    def problem(field_name: str, message: str) -> None:
+        if field_name.partition(".")[0] in covered:
+            return  # the reader said what is wrong with it
+        place, element = record.where(field_name)
+        problems.append(Problem(file, place, element, message, pid))
+
+    for fault in record.faults:
+        if fault.place:
+            place, element = record.labelled(fault.place), fault.element
+        else:
+            place, element = record.where(fault.field)
+            element = fault.element or element
+        problems.append(Problem(file, place, element, fault.message, pid))
+    if "" in covered:
+        return None, problems
     if "" in raw and len(raw) == 1:
         problem("", "expected a record with fields like 'id: P-1001'")
         return None, problems

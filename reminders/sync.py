@@ -29,8 +29,9 @@ from reminders.copies import base_key, chains, follow, planned_again
 from reminders.errors import SyncRefused
 from reminders.lifecycle import LIVE_ENROLLMENTS, EnrollmentStatus
 from reminders.models import Patient, Schedules
-from reminders.patients import PatientFile, Problem, RawRecord, iter_records, validate_records
+from reminders.patients import PatientFile, Problem, iter_records, validate_records
 from reminders.planning import initial_status, iter_plan
+from reminders.records import RawRecord
 from reminders.store import (
     PlanSlot,
     ReminderKey,
@@ -376,7 +377,7 @@ def sync_patients(
         tx.lock_sync()
         try:
             stored = tx.enrollments.index()
-            selection = select_records(iter_records(path), stored, schedules.fingerprint)
+            selection = select_records(iter_records(path, schedules), stored, schedules.fingerprint)
             checked = validate_records(path, selection.to_check, schedules)
             removed = guard(stored, checked, selection.in_file, force=force, path=path)
             changed_ids = [p.id for p in checked.patients if p.id in stored]

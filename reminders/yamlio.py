@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -197,14 +198,25 @@ def read_config_file(
     ``hint`` says how to point the service at another file when this one is missing;
     ``max_bytes`` is the largest file accepted.
     """
+    with reading(path, error, hint):
+        try:
+            return load_yaml(path, max_bytes)
+        except DocumentTooLarge:
+            raise
+        except yaml.YAMLError as exc:
+            raise error(str(path), f"not valid YAML: {exc}") from None
+
+
+@contextmanager
+def reading(path: Path, error: type[ConfigError], hint: str) -> Iterator[None]:
+    """Turn a missing, unreadable or refused (:class:`DocumentTooLarge`) file into ``error``
+    naming it; ``hint`` says how to point the service at another file."""
     file = str(path)
     try:
-        return load_yaml(path, max_bytes)
+        yield
     except FileNotFoundError:
         raise error(file, f"file not found ({hint})") from None
     except OSError as exc:
         raise error(file, f"cannot read: {exc.strerror}") from None
     except DocumentTooLarge as exc:
         raise error(file, f"refused: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise error(file, f"not valid YAML: {exc}") from None

@@ -97,7 +97,7 @@ PatientsOpt = Annotated[
     typer.Option(
         "--patients",
         envvar="REMINDERS_PATIENTS",
-        help="Patients file, .yaml or .csv (default: beside schedules.yaml).",
+        help="Patients file: .yaml, .csv or a FHIR Bundle .json (default: beside schedules.yaml).",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]

@@ -14,7 +14,8 @@ import pytest
 
 from reminders.errors import SyncRefused
 from reminders.lifecycle import ReminderStatus
-from reminders.patients import RawRecord, validate_records
+from reminders.patients import validate_records
+from reminders.records import RawRecord
 from reminders.store import StoredEnrollment, StoredReminder
 from reminders.sync import Selection, SyncPlan, diff, guard, select_records
 from reminders.testing import PROTOCOL, make_schedules, patient_record

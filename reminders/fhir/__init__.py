@@ -1,0 +1,8 @@
+"""FHIR R4 in and out (SPEC section 13).
+
+==============  ================================================================
+``reading``     a Bundle of Patient + Procedure as patient records (``--patients``)
+==============  ================================================================
+
+Resources are validated with the ``fhir.resources`` R4B models (R4 with its errata).
+"""
