@@ -340,3 +340,20 @@ def test_the_bundle_is_bounded_before_it_is_parsed(
     monkeypatch.setattr("reminders.patients.MAX_PATIENTS_BYTES", 1000)
     with pytest.raises(PatientFileError, match="refused: the file is too large"):
         load_patients(SAMPLE, shipped)
+
+
+def test_a_fault_in_an_otherwise_unchanged_record_is_still_reported(
+    store: Store, shipped: Schedules, tmp_path: Path
+) -> None:
+    """An unknown Procedure.status leaves the record's fields as they were stored (active is
+    the default), yet the next sync reports it instead of skipping the record as unchanged."""
+    bundle = sample()
+    path = write(tmp_path / "b.json", bundle)
+    sync_patients(store, shipped, path, NOW)
+    resource(bundle, "Procedure/proc-1001")["status"] = "finished"
+    report = sync_patients(store, shipped, write(path, bundle), NOW)
+    assert [(p.record, p.field) for p in report.problems] == [
+        ("entry[1] Procedure/proc-1001 id=P-1001", "status")
+    ]
+    assert "unknown status 'finished'" in report.problems[0].message
+    assert report.unchanged == 4
