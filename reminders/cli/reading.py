@@ -14,7 +14,7 @@ from reminders.compose import Composer
 from reminders.lifecycle import ReminderStatus
 from reminders.store import Enrollment, TimelineEntry
 
-from .root import JsonOpt, app, errors, make_app, out, utc_text
+from .root import JsonOpt, app, errors, out, read_app, utc_text
 
 STATUS_STYLE = {
     ReminderStatus.PLANNED: "cyan",
@@ -71,7 +71,7 @@ def timeline(
     render: Annotated[bool, typer.Option("--render", help="Show each message's text.")] = False,
 ) -> None:
     """Every reminder of one patient: milestone, channel, local and UTC time, status, attempts."""
-    application = make_app(ctx)
+    application = read_app(ctx)
     with errors():
         with application.store.read() as tx:
             enrollment = tx.views.enrollment(patient)
@@ -126,7 +126,7 @@ def timeline(
 @app.command()
 def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Counts of patients and reminders by status, the next due time, what needs a coordinator."""
-    application = make_app(ctx)
+    application = read_app(ctx)
     with errors(), application.store.read() as tx:
         summary = tx.views.summary()
     if as_json:

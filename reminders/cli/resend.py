@@ -24,7 +24,7 @@ from reminders.models import CHANNELS, Milestone, Schedules
 from reminders.store import Enrollment, PlanSlot, StoredReminder, Transaction
 from reminders.store.enrollments import RESENT
 
-from .root import JsonOpt, NowOpt, app, err, errors, fail, make_app, out, parse_now, utc_text
+from .root import JsonOpt, NowOpt, app, err, errors, fail, out, parse_now, read_app, utc_text
 
 
 @app.command()
@@ -44,12 +44,12 @@ def resend(
     as_json: JsonOpt = False,
 ) -> None:
     """Send one milestone's message to a patient again, as a new reminder due now (audited)."""
-    application = make_app(ctx)
     at = parse_now(now)
     if channel is not None and channel not in CHANNELS:
         fail(f"unknown channel {channel!r} (known: {', '.join(CHANNELS)})", 2)
     if not by.strip() or not reason.strip():
         fail("--by and --reason must name who asks and why", 2)
+    application = read_app(ctx)
     with errors():
         schedules = application.config.schedules
         with application.store.write() as tx:

@@ -1,25 +1,127 @@
 """The ``reminders`` Typer application, its global options and what every command shares.
 
-Exit codes: 0 ok, 1 errors found or operation failed, 2 usage.
+The global options (``--config``, ``--database``) are accepted before the command and
+after it (``reminders status --database URL``): :class:`GlobalOptionsGroup` gives every
+command a copy of them. Commands that only read what a sync stored open the store with
+:func:`read_app`, which never creates an empty database.
+
+Exit codes: 0 ok, 1 errors found or operation failed, 2 usage; ``tick`` adds
+:data:`EXIT_STUCK`.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, Final, NoReturn
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 
 from reminders import logs
 from reminders.app import App
 from reminders.errors import ReminderError
+from reminders.store import Store, migrate
+
+#: ``tick``'s exit code when reminders are stuck after it: in doubt, retrying, or
+#: expired after failed attempts (a provider outage); see ``reminders status``.
+EXIT_STUCK: Final = 3
+#: The distribution whose version ``--version`` prints.
+DISTRIBUTION: Final = "recovery-reminders"
+
+
+@dataclass
+class Globals:
+    """The global options of one command line, wherever they were written."""
+
+    #: ``--config``: the configuration folder.
+    config: Path
+    #: ``--database``: the SQLAlchemy URL, or None for the default SQLite file.
+    database: str | None
+
+
+_GLOBALS: Final = frozenset(f.name for f in fields(Globals))
+
+
+def _flag_without_type(param: Any) -> None:
+    # Typer's help shows every flag as ``--json <bool>``, as if it took a value.
+    if getattr(param, "is_flag", False) and param.metavar is None:
+        param.metavar = ""
+
+
+class GlobalOptionsGroup(typer.core.TyperGroup):
+    """The root command: every subcommand (and sub-subcommand) also takes the global options.
+
+    The copy given to a command reads no environment variable and has no default: it
+    only overrides what the root option (which does read them) already decided.
+    """
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            self._share(ctx, command)
+        return command
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        for param in [*self.params, option]:
+            _flag_without_type(param)
+        return option
+
+    def _share(self, ctx: Any, command: Any) -> None:
+        if getattr(command, "_shares_globals", False):
+            return
+        command._shares_globals = True
+        taken = {opt for p in command.params for opt in p.opts}
+        for param in self.params:
+            if param.name in _GLOBALS and not set(param.opts) & taken:
+                command.params.append(_override(param))
+        for param in command.params:
+            _flag_without_type(param)
+        help_option = command.get_help_option(ctx)
+        if help_option is not None:
+            _flag_without_type(help_option)
+        for sub in getattr(command, "commands", {}).values():
+            self._share(ctx, sub)
+
+
+def _override(param: Any) -> Any:
+    """A copy of a root option that, when given, replaces the root's value in ``ctx.obj``."""
+    shared = copy.copy(param)
+    shared.envvar = None
+    shared.default = None
+    shared.expose_value = False
+    shared.is_eager = False
+
+    def store(ctx: Any, _param: Any, value: Any) -> Any:
+        if value is not None and isinstance(ctx.obj, Globals):
+            setattr(ctx.obj, param.name, value)
+        return value
+
+    shared.callback = store
+    return shared
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            version = metadata.version(DISTRIBUTION)
+        except metadata.PackageNotFoundError:  # running from a source tree, not installed
+            from reminders import __version__  # noqa: PLC0415  # only then
+
+            version = __version__
+        typer.echo(f"reminders {version}")
+        raise typer.Exit
+
 
 app = typer.Typer(
     name="reminders",
@@ -27,6 +129,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=GlobalOptionsGroup,
 )
 # Piped output keeps whole table cells (Rich would wrap to 80 columns).
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -101,20 +204,52 @@ PatientsOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+VersionOpt = Annotated[
+    bool,
+    typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+]
 
 
 @app.callback()
 def main_options(
-    ctx: typer.Context, config: ConfigOpt = None, database: DatabaseOpt = None
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    database: DatabaseOpt = None,
+    version: VersionOpt = False,
 ) -> None:
     """Post-operative recovery reminders by SMS and email."""
     logs.configure(
         os.environ.get("REMINDERS_LOG_FORMAT"), os.environ.get("REMINDERS_LOG_LEVEL", "WARNING")
     )
-    ctx.obj = (config or Path("."), database)
+    ctx.obj = Globals(config or Path("."), database)
 
 
 def make_app(ctx: typer.Context, patients: Path | None = None) -> App:
     """The composition root for this command (global options + the command's --patients)."""
-    config, database = ctx.obj
-    return App(config, database=database, patients=patients)
+    options: Globals = ctx.obj
+    return App(options.config, database=options.database, patients=patients)
+
+
+def read_app(ctx: typer.Context) -> App:
+    """The composition root of a command that reads what a sync stored (``status``, ``timeline``).
+
+    Exits 1, creating nothing, when there is no database yet (no SQLite file, or a
+    database without this service's tables): an empty one would only hide a wrong
+    ``--config`` or ``--database``.
+    """
+    application = make_app(ctx)
+    if not application.database_exists():
+        _no_database(application.database_url.removeprefix("sqlite:///"))
+    with errors():
+        store = Store(application.database_url, migrate=False)
+        try:
+            empty = migrate.revisions(store.engine).current is None
+        finally:
+            store.close()
+    if empty:
+        _no_database(store.safe_url.removeprefix("sqlite:///"))
+    return application
+
+
+def _no_database(where: str) -> NoReturn:
+    fail(f"no database at {escape(where)}; run `reminders sync` first")

@@ -68,9 +68,20 @@ def run(
     timeout: float = TIMEOUT,
 ) -> Result:
     """Run one command to completion with ``env`` added to a clean environment."""
-    command = argv(config, database, args)
+    return run_as_typed(*argv(config, database, args)[1:], env=env, timeout=timeout)
+
+
+def run_as_typed(
+    *args: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = TIMEOUT,
+) -> Result:
+    """``reminders *args`` exactly as given (no ``--config``/``--database`` put first), in ``cwd``."""
+    command = [str(REMINDERS), *args]
     proc = subprocess.run(  # noqa: S603  # the project's own console script
         command,
+        cwd=cwd,
         env=clean_env(env),
         stdin=subprocess.DEVNULL,
         capture_output=True,
