@@ -23,6 +23,8 @@ Every message names what a person must fix: the file, the record and the field.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ReminderError(Exception):
     """Base of every error raised on purpose by this package."""
@@ -62,6 +64,13 @@ class PatientFileError(ConfigError):
 
 class SyncRefused(ReminderError):
     """The sync would withdraw too many active patients at once."""
+
+    def __init__(self, message: str, *, withdrawing: Sequence[str] = (), enrolled: int = 0) -> None:
+        #: Every patient the refused sync would have withdrawn, in id order.
+        self.withdrawing = sorted(withdrawing)
+        #: Enrolled (active or paused) patients before the sync.
+        self.enrolled = enrolled
+        super().__init__(message)
 
 
 class StoreError(ReminderError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from reminders import logs
 from reminders.app import App
 from reminders.dispatch import TickReport
+from reminders.errors import SyncRefused
 from reminders.lifecycle import EnrollmentStatus, Outcome
+from reminders.patients import records_with_problems
 from reminders.sync import SyncReport, sync_patients
 
 from .root import JsonOpt, NowOpt, PatientsOpt, app, err, errors, make_app, out, parse_now
@@ -58,8 +62,10 @@ def print_sync(report: SyncReport) -> None:
         f"{len(report.paused)} paused",
         f"{len(report.withdrawn)} withdrawn",
         f"{report.unchanged} unchanged",
-        f"{len(report.problems)} with problems",
+        f"{records_with_problems(report.problems)} with problems",
     ]
+    if report.problems:
+        parts[-1] += f" ({len(report.problems)} problem{'s' if len(report.problems) > 1 else ''})"
     reminders = ", ".join(f"{n} {k}" for k, n in sorted(report.reminders.items()) if n)
     out.print("sync: " + ", ".join(parts) + (f"; reminders: {reminders}" if reminders else ""))
     for label, ids in (
@@ -70,6 +76,28 @@ def print_sync(report: SyncReport) -> None:
     ):
         if ids and len(ids) <= 20:
             out.print(f"  {label}: {', '.join(ids)}")
+
+
+@contextmanager
+def refusal(as_json: bool) -> Iterator[None]:
+    """With ``--json``, a refused sync is printed as JSON on stdout (exit 1 all the same)."""
+    try:
+        yield
+    except SyncRefused as exc:
+        if not as_json:
+            raise
+        out.print_json(
+            json.dumps(
+                {
+                    "refused": True,
+                    "error": str(exc),
+                    "enrolled": exc.enrolled,
+                    "withdrawing": len(exc.withdrawing),
+                    "patient_ids": exc.withdrawing,
+                }
+            )
+        )
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -85,7 +113,7 @@ def sync(
     """Apply the patients file: enrol, update, re-plan, withdraw; print what changed."""
     application = make_app(ctx, patients)
     at = parse_now(now)
-    with errors():
+    with errors(), refusal(as_json):
         application.config  # noqa: B018  # a bad configuration changes nothing: check it first
         report = run_sync(application, now=at, force=force)
     if as_json:
@@ -106,7 +134,8 @@ def tick(
     with errors():
         application.settings  # noqa: B018  # every environment problem before the database
         config = application.config
-        report = run_sync(application, now=at, force=False)
+        with refusal(as_json):
+            report = run_sync(application, now=at, force=False)
         if not as_json:
             print_sync(report)
         # With --json, stdout carries only the JSON document; the console dry run goes to stderr.

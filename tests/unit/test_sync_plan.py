@@ -154,6 +154,19 @@ def test_the_guard_refuses_to_withdraw_more_than_a_fifth_of_active_patients() ->
         plan_for(file, known)
 
 
+def test_the_refusal_names_every_patient_removed_or_set_withdrawn() -> None:
+    """The refusal carries the ids of the removed and the newly withdrawn, sorted, and names them."""
+    known = stored("P-1", "P-2", "P-3", "P-4", "P-5")
+    file = records(
+        *(patient_record(pid) for pid in ("P-2", "P-3", "P-4")),
+        patient_record("P-1", status="withdrawn"),
+    )
+    with pytest.raises(SyncRefused) as refused:
+        plan_for(file, known)
+    assert (refused.value.withdrawing, refused.value.enrolled) == (["P-1", "P-5"], 5)
+    assert "P-1, P-5;" in str(refused.value)
+
+
 def test_the_guard_allows_a_fifth_and_force_allows_more() -> None:
     """1 of 5 (20%) passes; 2 of 5 passes with force; the removed are withdrawn."""
     known = stored("P-1", "P-2", "P-3", "P-4", "P-5")
