@@ -63,14 +63,25 @@ class PatientFileError(ConfigError):
 
 
 class SyncRefused(ReminderError):
-    """The sync would withdraw too many active patients at once."""
+    """The sync would withdraw too many enrolled patients at once.
 
-    def __init__(self, message: str, *, withdrawing: Sequence[str] = (), enrolled: int = 0) -> None:
+    The message names the first :attr:`NAMED` of them and says how to go ahead anyway.
+    """
+
+    #: How many of the patients it would withdraw the message names.
+    NAMED = 20
+
+    def __init__(self, message: str, *, withdrawing: Sequence[str], enrolled: int) -> None:
         #: Every patient the refused sync would have withdrawn, in id order.
         self.withdrawing = sorted(withdrawing)
         #: Enrolled (active or paused) patients before the sync.
         self.enrolled = enrolled
-        super().__init__(message)
+        named = ", ".join(self.withdrawing[: self.NAMED])
+        more = len(self.withdrawing) - self.NAMED
+        super().__init__(
+            f"{message}: {named}{f' and {more} more' if more > 0 else ''}; "
+            "if the file is right, run it again with --force"
+        )
 
 
 class StoreError(ReminderError):

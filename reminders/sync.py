@@ -29,13 +29,7 @@ from reminders.copies import base_key, chains, follow, planned_again
 from reminders.errors import SyncRefused
 from reminders.lifecycle import LIVE_ENROLLMENTS, EnrollmentStatus
 from reminders.models import Patient, Schedules
-from reminders.patients import (
-    PatientFile,
-    Problem,
-    iter_records,
-    records_with_problems,
-    validate_records,
-)
+from reminders.patients import PatientFile, Problem, iter_records, validate_records
 from reminders.planning import initial_status, iter_plan
 from reminders.records import RawRecord
 from reminders.store import (
@@ -51,8 +45,6 @@ from reminders.store import (
 BULK_ROWS: Final = 10_000
 #: A sync refuses to withdraw more than this share of enrolled (active or paused) patients without --force.
 WITHDRAW_GUARD: Final = 0.20
-#: How many of the patients a refused sync would withdraw its message names.
-NAMED: Final = 20
 
 
 @dataclass
@@ -85,7 +77,6 @@ class SyncReport:
         return {
             **{f.name: getattr(self, f.name) for f in fields(self)},
             "problems": [str(p) for p in self.problems],
-            "records_with_problems": records_with_problems(self.problems),
             "reminders": dict(self.reminders),
         }
 
@@ -196,12 +187,9 @@ def guard(
     leaving = len(removed) + len(newly_withdrawn)
     if not force and enrolled and leaving > WITHDRAW_GUARD * enrolled:
         share = f"{leaving / enrolled:.0%}, more than {WITHDRAW_GUARD:.0%}"
-        ids = sorted([*removed, *newly_withdrawn])
-        more = f" and {len(ids) - NAMED} more" if len(ids) > NAMED else ""
         raise SyncRefused(
-            f"{path}: this sync would withdraw {leaving} of {_population(live, share)}: "
-            f"{', '.join(ids[:NAMED])}{more}; if the file is right, run it again with --force",
-            withdrawing=ids,
+            f"{path}: this sync would withdraw {leaving} of {_population(live, share)}",
+            withdrawing=[*removed, *newly_withdrawn],
             enrolled=enrolled,
         )
     return removed

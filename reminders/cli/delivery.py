@@ -117,7 +117,8 @@ def sync(
         application.config  # noqa: B018  # a bad configuration changes nothing: check it first
         report = run_sync(application, now=at, force=force)
     if as_json:
-        out.print_json(json.dumps(report.as_dict()))
+        counted = {"records_with_problems": records_with_problems(report.problems)}
+        out.print_json(json.dumps({**report.as_dict(), **counted}))
     else:
         print_sync(report)
     if report.problems:
