@@ -13,6 +13,7 @@ and appends audit records with :meth:`Transaction.audit`.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +57,28 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _create_private(url: str) -> None:
+    """Create a SQLite database file that does not exist yet as an empty file of mode 0600.
+
+    SQLite creates a new database with the process's umask (0644 under the usual 022) and
+    gives its ``-wal`` and ``-shm`` the database file's mode, so a database created here
+    keeps all three readable by their owner only, whatever the umask. An existing file is
+    left as its operator made it; anything but a plain file path (memory, a ``file:``
+    URI) is left to SQLite, and so is a path SQLite will refuse (no such folder).
+    """
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return  # it exists, or SQLite will say why it cannot be opened
+    try:
+        os.fchmod(fd, 0o600)  # a umask that removes the owner's own bits is undone too
+    finally:
+        os.close(fd)
+
+
 def default_database_url(config_dir: Path) -> str:
     """``sqlite:///<config_dir>/reminders.db``."""
     return f"sqlite:///{(config_dir / 'reminders.db').resolve()}"
@@ -75,6 +98,7 @@ class Store:
         #: ``sqlite`` or ``postgresql``.
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
+            _create_private(url)
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
         if migrate:
