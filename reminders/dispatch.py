@@ -11,7 +11,11 @@ Exactly once, per channel, across crashes and instances:
 3. a lease that lapses with no attempt in flight goes back to ``planned``; one that
    lapses mid-attempt, and every attempt the channel reported *in doubt*, is
    reconciled with the provider (Twilio: the messages sent to that number since
-   the attempt) before anything is sent again.
+   the attempt) before anything is sent again;
+4. when the database stops taking writes (a full disk, a lost connection) the tick
+   stops sending, gives back every lease it holds (an attempt whose outcome it could
+   not record goes in doubt) and raises :class:`~reminders.errors.StoreError` saying
+   so: nothing is left ``sending`` for the length of a lease, nothing is sent twice.
 
 What happens to each claimed reminder is decided by the pure functions of
 :mod:`reminders.lifecycle` and applied by the store in one call
@@ -32,7 +36,7 @@ from typing import Protocol
 from reminders import lifecycle, logs
 from reminders.channels.base import Channel, Message, Reconciling, body_digest
 from reminders.compose import Composer
-from reminders.errors import DeliveryError, TemplateError
+from reminders.errors import DeliveryError, StoreError, TemplateError
 from reminders.lifecycle import Outcome, Transition
 from reminders.planning import in_window, next_window_open
 from reminders.ratelimit import TokenBucket
@@ -87,6 +91,14 @@ class Outbox(Protocol):
         """Mark enrollments with nothing left to send ``completed``."""
         ...
 
+    def give_back(self, owner: str, now: datetime) -> tuple[int, int]:
+        """Return every lease of ``owner``, an attempt in flight put in doubt; (given back, in doubt)."""
+        ...
+
+
+class _Halted(Exception):
+    """A claimed reminder left untouched because the database stopped taking writes."""
+
 
 @dataclass
 class TickReport:
@@ -134,6 +146,9 @@ class Dispatcher:
         self._rng = rng or random.Random()  # noqa: S311  # jitter, not cryptography
         self._rng_lock = threading.Lock()
         self._stopping = threading.Event()
+        #: The first database error of the running tick: it stops sending anything more.
+        self._broken: StoreError | None = None
+        self._broken_lock = threading.Lock()
 
     def use(self, composer: Composer) -> None:
         """Compose from a new configuration from the next reminder on (a reload)."""
@@ -147,14 +162,16 @@ class Dispatcher:
         """Deliver everything due; ``now`` pins the clock (``tick --now``, tests).
 
         ``complete`` also marks finished enrollments (a full scan: the service leaves
-        it to hourly housekeeping).
+        it to hourly housekeeping). Raises StoreError, after giving back every lease it
+        holds, when the database stops taking writes.
         """
         clock: Callable[[], datetime] = (lambda: now) if now is not None else self.clock
         report = TickReport()
-        report.counts[Outcome.EXPIRED] += len(self.outbox.prepare(clock()))
+        self._broken = None
         try:
+            report.counts[Outcome.EXPIRED] += len(self.outbox.prepare(clock()))
             with ThreadPoolExecutor(self.workers, thread_name_prefix="dispatch") as pool:
-                while not self._stopping.is_set():
+                while not self._stopping.is_set() and self._broken is None:
                     at = clock()
                     claimed = self.outbox.claim(at, self.owner, at + self.lease, self.batch_size)
                     if not claimed:
@@ -162,12 +179,44 @@ class Dispatcher:
                     futures = [pool.submit(self._observed, r, clock) for r in claimed]
                     for future in futures:
                         report.counts[future.result()] += 1
+        except StoreError as exc:
+            self._break(exc)
         finally:
             for channel in self.channels.values():
                 channel.close()
+        if self._broken is not None:
+            raise self._given_back(self._broken, clock())
         if complete:
             self.complete(clock())
         return report
+
+    def _break(self, exc: StoreError) -> None:
+        """Remember the first database error of this tick; no reminder is sent after it."""
+        with self._broken_lock:
+            if self._broken is None:
+                self._broken = exc
+
+    def _given_back(self, cause: StoreError, now: datetime) -> StoreError:
+        """Give back this tick's leases after ``cause``; the error that says what became of them."""
+        try:
+            held, doubtful = self.outbox.give_back(self.owner, now)
+        except StoreError:
+            minutes = max(int(self.lease.total_seconds() // 60), 1)
+            return StoreError(
+                f"tick stopped: {cause}; the reminders it had claimed could not be given back "
+                f"either: they are claimed again once their lease lapses (within {minutes} "
+                "minutes), and any that may have reached the provider is checked with it "
+                "before a resend"
+            )
+        doubt = (
+            f" ({doubtful} may have reached the provider: each is checked with it before "
+            "any resend)"
+            if doubtful
+            else ""
+        )
+        return StoreError(
+            f"tick stopped: {cause}; {held} claimed reminders given back, none lost{doubt}"
+        )
 
     def complete(self, now: datetime) -> list[str]:
         """Mark enrollments with nothing left to send ``completed`` (a scan: housekeeping)."""
@@ -185,7 +234,16 @@ class Dispatcher:
 
     def _observed(self, r: Claimed, clock: Callable[[], datetime]) -> Outcome:
         try:
+            if self._broken is not None:
+                raise _Halted
             outcome = self._deliver(r, clock)
+        except _Halted:
+            return Outcome.ERROR  # untouched: given back at the end of the tick
+        except StoreError as exc:
+            # Its own message, no traceback: the tick stops and says it once.
+            log.error("reminder.not_recorded", reminder_id=r.id, channel=r.channel, error=str(exc))
+            self._break(exc)
+            return Outcome.ERROR
         except Exception:
             # A bug must not stop the batch. The lease is kept: when it lapses, an
             # attempt left pending is reconciled, and one never started is retried.
@@ -241,6 +299,8 @@ class Dispatcher:
             return self._settled(r, lifecycle.too_late(), started)
         message = replace(message, validity_seconds=left)
         number = r.attempts + 1
+        if self._broken is not None:
+            raise _Halted  # waited for the rate limit while another send found the database gone
         attempt = self.outbox.begin_attempt(
             r, number, self.owner, started, body_digest(message.text)
         )

@@ -143,7 +143,13 @@ class Service:
         if self._stop.is_set():
             return
         with self._dispatching:
-            report = self.dispatcher.tick(complete=False)
+            try:
+                report = self.dispatcher.tick(complete=False)
+            except ReminderError as exc:
+                # The database failed mid-tick: the leases are given back (the error says
+                # how many); the next wake-up or poll tries again.
+                log.error("tick.failed", error=str(exc))
+                return
         counts = {k: v for k, v in report.as_dict().items() if v}
         if counts:
             log.info("tick", **counts)

@@ -371,10 +371,12 @@ def sync_patients(
     """Bring the store in line with the patients file at ``path`` as of ``now``.
 
     Raises :class:`~reminders.errors.PatientFileError` when the file cannot be read
-    (nothing changes) and :class:`~reminders.errors.SyncRefused` when the sync would
-    withdraw more than 20% of enrolled patients without ``force``.
+    (nothing changes), :class:`~reminders.errors.SyncRefused` when the sync would
+    withdraw more than 20% of enrolled patients without ``force``, and StoreError saying
+    nothing changed when the database fails it (a full disk): a sync is one transaction.
     """
-    with store.write() as tx:
+    # One transaction: whatever fails it (a full disk) leaves the database as it was.
+    with store.write(failure="sync not applied, nothing changed") as tx:
         tx.lock_sync()
         try:
             stored = tx.enrollments.index()

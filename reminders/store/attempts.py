@@ -84,17 +84,20 @@ class AttemptQueries:
             .values(**values)
         )
 
-    def put_in_doubt(self, reminder_ids: Sequence[int], now: datetime, reason: str) -> None:
-        """Mark the pending attempts of these reminders ``in_doubt`` (their process died mid-call)."""
+    def put_in_doubt(self, reminder_ids: Sequence[int], now: datetime, reason: str) -> int:
+        """Mark the pending attempts of these reminders ``in_doubt`` (their process died mid-call,
+        or it could not record their outcome); returns how many."""
+        marked = 0
         for chunk in in_lists(reminder_ids):
-            self.conn.execute(
+            marked += self.conn.execute(
                 ATTEMPTS.update()
                 .where(
                     ATTEMPTS.c.reminder_id.in_(chunk),
                     ATTEMPTS.c.outcome == AttemptOutcome.PENDING,
                 )
                 .values(outcome=AttemptOutcome.IN_DOUBT, finished_at=now, error=reason)
-            )
+            ).rowcount
+        return marked
 
     def in_doubt(self, reminder_ids: Sequence[int]) -> dict[int, tuple[datetime, frozenset[str]]]:
         """For each reminder with in-doubt attempts: when the earliest started, and their texts' digests."""

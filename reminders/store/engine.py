@@ -119,13 +119,14 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def write(self) -> Iterator[Transaction]:
+    def write(self, *, failure: str = "") -> Iterator[Transaction]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success.
 
-        A database error inside it rolls it back and is raised as StoreError.
+        A database error inside it rolls it back and is raised as StoreError, its
+        message starting with ``failure`` (what did not happen) when given.
         """
         with (
-            self._errors(),
+            self._errors(failure),
             self.engine.connect().execution_options(write=True) as conn,
             conn.begin(),
         ):
@@ -138,12 +139,13 @@ class Store:
             yield Transaction(conn)
 
     @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self, failure: str = "") -> Iterator[None]:
         """Database errors as StoreError saying what failed, never with the statement's values."""
         try:
             yield
         except sa.exc.DBAPIError as exc:
-            raise StoreError(f"database {self.safe_url}: {describe(exc)}") from None
+            lead = f"{failure}: " if failure else ""
+            raise StoreError(f"{lead}database {self.safe_url}: {describe(exc)}") from None
 
     def checkpoint(self) -> None:
         """Fold SQLite's write-ahead log back into the database file (no-op elsewhere)."""
@@ -175,7 +177,19 @@ def describe(exc: sa.exc.DBAPIError) -> str:
         return f"{kind} (SQLSTATE {state or 'unknown'}): a value does not fit its column"
     lines = str(orig).strip().splitlines()
     first = lines[0] if lines else "no message"
-    return f"{kind}{f' (SQLSTATE {state})' if state else ''}: {first}"
+    # SQLite names its result codes (SQLITE_FULL, SQLITE_IOERR_WRITE, SQLITE_BUSY).
+    code = f"SQLSTATE {state}" if state else getattr(orig, "sqlite_errorname", "")
+    hint = next((h for c, h in _HINTS.items() if code == c or code.startswith(f"{c}_")), "")
+    return f"{kind}{f' ({code})' if code else ''}: {first}{f' ({hint})' if hint else ''}"
+
+
+#: What a person should do about the database errors that are theirs to fix.
+_HINTS: Final = {
+    "SQLITE_FULL": "the disk holding the database is full: free space, then run it again",
+    "53100": "the database server's disk is full: free space on it, then run it again",
+    "SQLITE_READONLY": "the database file or its folder is read-only for this user",
+    "SQLITE_CANTOPEN": "the database file or its folder cannot be opened by this user",
+}
 
 
 class Transaction:

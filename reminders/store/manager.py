@@ -112,6 +112,12 @@ class OutboxManager:
         with self.store.write() as tx:
             return tx.outbox.release_owner(owner, now)
 
+    def give_back(self, owner: str, now: datetime) -> tuple[int, int]:
+        """Return every lease of ``owner``, those with an attempt in flight put in doubt (a tick
+        that stops on a database error); returns (given back, of them in doubt)."""
+        with self.store.write() as tx:
+            return tx.outbox.give_back(owner, now)
+
     def complete(self, now: datetime) -> list[str]:
         """Mark enrollments with nothing left to send ``completed`` (a scan: housekeeping)."""
         with self.store.write() as tx:

@@ -202,6 +202,31 @@ class OutboxQueries:
             )
         ).rowcount
 
+    def give_back(self, owner: str, now: datetime) -> tuple[int, int]:
+        """Return every lease ``owner`` still holds, at once (its tick cannot go on).
+
+        Unlike :meth:`release_owner`, a reminder whose attempt is still ``pending`` is
+        given back too: the attempt is put ``in_doubt`` (the provider may have the
+        message, its outcome was never recorded), so the next claim reconciles it before
+        anything is sent again. Returns (reminders given back, of them in doubt).
+        """
+        c = REMINDERS.c
+        held = [
+            row.id
+            for row in self.conn.execute(
+                sa.select(c.id).where(c.lease_owner == owner, c.status == ReminderStatus.SENDING)
+            )
+        ]
+        # Short: on a full disk every byte this write adds may be one too many.
+        doubtful = AttemptQueries(self.conn).put_in_doubt(held, now, "outcome not recorded")
+        for chunk in in_lists(held):
+            self.conn.execute(
+                _move(ReminderStatus.PLANNED, now).where(
+                    c.id.in_(chunk), c.status == ReminderStatus.SENDING
+                )
+            )
+        return len(held), doubtful
+
     def recover_expired_leases(self, now: datetime) -> int:
         """Return lapsed leases to ``planned``; returns how many.
 
