@@ -188,17 +188,18 @@ def test_a_malformed_bundle_enrols_nobody_in_an_empty_store(
 def test_removing_a_patient_withdraws_after_the_guard(
     store: Store, shipped: Schedules, tmp_path: Path
 ) -> None:
-    """A patient left out of the bundle is withdrawn only past the 20% guard (--force here)."""
+    """Patients left out of the bundle are withdrawn only past the 20% guard (--force here)."""
     sync_patients(store, shipped, SAMPLE, NOW)
     bundle = sample()
-    bundle["entry"] = [
-        e for e in bundle["entry"] if e["resource"]["id"] not in ("pat-1004", "proc-1004")
-    ]
+    left_out = ("pat-1003", "proc-1003", "pat-1004", "proc-1004")
+    bundle["entry"] = [e for e in bundle["entry"] if e["resource"]["id"] not in left_out]
     path = write(tmp_path / "b.json", bundle)
-    with pytest.raises(SyncRefused, match="withdraw 1 of 4 active patients"):
+    with pytest.raises(
+        SyncRefused, match=r"withdraw 2 of 5 enrolled patients \(4 active, 1 paused"
+    ):
         sync_patients(store, shipped, path, NOW)
     report = sync_patients(store, shipped, path, NOW, force=True)
-    assert report.withdrawn == ["P-1004"]
+    assert report.withdrawn == ["P-1003", "P-1004"]
     with store.read() as tx:
         assert tx.views.enrollment("P-1004").status == EnrollmentStatus.WITHDRAWN
         statuses = {r.status for r in tx.views.timeline("P-1004")}
