@@ -31,7 +31,7 @@ from reminders.models import Clinic, Milestone, Patient, Recipient, Schedules
 from reminders.sms import MAX_SEGMENTS, SegmentCount, count_segments
 from reminders.store.outbox import Claimed
 from reminders.templates import Rendered, Templates
-from reminders.tokens import sign
+from reminders.tokens import CALENDAR, sign
 
 #: First name used to check SMS length: long enough to leave headroom for most patients.
 SAMPLE_FIRST_NAME: Final = "Christopher"
@@ -97,7 +97,7 @@ def country_of(phone: str | None, default: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
-    """How to build one-click unsubscribe links for email."""
+    """How to build the signed links of emails: one-click unsubscribe, and the calendar."""
 
     #: Public base URL of the service.
     public_url: str
@@ -107,6 +107,10 @@ class Unsubscribe:
     def url(self, reminder_id: int) -> str:
         """The signed unsubscribe URL that comes with email reminder ``reminder_id``."""
         return f"{self.public_url}/unsubscribe/{sign(self.secret, reminder_id)}"
+
+    def calendar(self, reminder_id: int) -> str:
+        """The signed URL of the patient's calendar, as linked from reminder ``reminder_id``."""
+        return f"{self.public_url}/calendar/{sign(self.secret, reminder_id, CALENDAR)}.ics"
 
 
 def message_context(
@@ -119,6 +123,7 @@ def message_context(
     unsubscribe_url: str | None = None,
     first: bool = False,
     phone: ClinicPhone | None = None,
+    calendar_url: str | None = None,
 ) -> dict[str, Any]:
     """The variables every template may use (documented in the README).
 
@@ -141,6 +146,7 @@ def message_context(
         "weeks_since_surgery": days // 7,
         "surgery_date": recipient.surgery_date.isoformat(),
         "unsubscribe_url": unsubscribe_url,
+        "calendar_url": calendar_url,
         "first": first,
     }
 
@@ -217,6 +223,7 @@ class Composer:
         day: date,
         unsubscribe_url: str | None = None,
         first: bool = False,
+        calendar_url: str | None = None,
     ) -> Rendered:
         """The rendered text (and subject and HTML for email); raises TemplateError.
 
@@ -231,6 +238,7 @@ class Composer:
             unsubscribe_url=unsubscribe_url if channel == "email" else None,
             first=first,
             phone=self.phone,
+            calendar_url=calendar_url if channel == "email" else None,
         )
         return self.templates.render(channel, recipient.language, template, context)
 
@@ -241,6 +249,7 @@ class Composer:
         *,
         unsubscribe_url: str | None = None,
         first: bool = False,
+        calendar_url: str | None = None,
     ) -> Rendered:
         """What one planned or stored reminder says, on the day it is due for ``recipient``."""
         return self.render(
@@ -252,6 +261,7 @@ class Composer:
             day=reminder.due_at.astimezone(self.zone(recipient.timezone)).date(),
             unsubscribe_url=unsubscribe_url,
             first=first,
+            calendar_url=calendar_url,
         )
 
     def render_first(
@@ -276,11 +286,14 @@ class Composer:
         """The exact message claimed reminder ``r`` sends at ``now``; raises TemplateError."""
         assert r.address is not None  # noqa: S101  # the dispatcher checked
         zone = self.zone(r.recipient.timezone)
-        unsubscribe = (
-            self.unsubscribe.url(r.id) if self.unsubscribe and r.channel == "email" else None
-        )
+        links = self.unsubscribe if r.channel == "email" else None
+        unsubscribe = links.url(r.id) if links else None
         rendered = self.render_occurrence(
-            r, r.recipient, unsubscribe_url=unsubscribe, first=r.first
+            r,
+            r.recipient,
+            unsubscribe_url=unsubscribe,
+            first=r.first,
+            calendar_url=links.calendar(r.id) if links else None,
         )
         return Message(
             reminder_id=r.id,
@@ -333,6 +346,7 @@ class Composer:
                         day=SAMPLE_SURGERY,
                         unsubscribe_url="https://clinic.example.com/unsubscribe/sample-token",
                         first=first,
+                        calendar_url="https://clinic.example.com/calendar/sample-token.ics",
                     )
                 except TemplateError as exc:
                     errors.setdefault(str(exc), exc)

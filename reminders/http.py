@@ -1,4 +1,4 @@
-"""The HTTP side of the service (FastAPI): Twilio webhooks, unsubscribe, health and metrics.
+"""The HTTP side of the service (FastAPI): Twilio webhooks, unsubscribe, calendar, health, metrics.
 
 :func:`create_app` assembles the parts that live in :mod:`reminders.web`:
 
@@ -8,6 +8,7 @@
                      shapes, query string (403 / 400 otherwise, nothing changed)
 ``web.twilio``       ``POST /twilio/inbound`` and ``POST /twilio/status``
 ``web.pages``        ``GET|POST /unsubscribe/{token}``, in the patient's language
+``web.calendar``     ``GET /calendar/{token}.ics``, the patient's milestones
 ===================  ================================================================
 
 and serves ``/healthz``, ``/readyz`` and ``/metrics`` itself. The OpenAPI document
@@ -21,6 +22,7 @@ from fastapi.responses import JSONResponse
 
 from reminders.errors import StoreError
 from reminders.metrics import CONTENT_TYPE
+from reminders.web.calendar import add_calendar_routes
 from reminders.web.context import Inbound, WebContext
 from reminders.web.limits import BodyLimit
 from reminders.web.pages import add_unsubscribe_routes
@@ -41,6 +43,7 @@ def create_app(ctx: WebContext, *, openapi: bool = False) -> FastAPI:
     app.add_middleware(BodyLimit)
     add_twilio_routes(app, ctx)
     add_unsubscribe_routes(app, ctx)
+    add_calendar_routes(app, ctx)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

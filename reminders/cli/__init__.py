@@ -7,6 +7,7 @@
 ``reading``       ``timeline``, ``status``
 ``db``            ``db current``, ``db upgrade``
 ``resend``        ``resend``: one message again, on purpose, audited
+``interop``       ``calendar``: a patient's milestones as iCalendar
 ================  ==========================================
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from . import checks, db, delivery, reading, resend  # noqa: F401  # each registers its commands
+from . import checks, db, delivery, interop, reading, resend  # noqa: F401  # each registers its commands
 from .root import app
 
 __all__ = ["app", "main"]

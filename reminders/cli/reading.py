@@ -14,6 +14,7 @@ from reminders.compose import Composer
 from reminders.lifecycle import ReminderStatus
 from reminders.store import Enrollment, TimelineEntry
 
+from .interop import calendar_link, links_of
 from .root import JsonOpt, app, errors, out, read_app, utc_text
 
 STATUS_STYLE = {
@@ -114,6 +115,7 @@ def timeline(
                 escape(detail),
             )
         out.print(table)
+        out.print(f"calendar: {calendar_link(links_of(ctx), patient, entries)}")
         if composer is not None:
             for e in entries:
                 message = rendered(composer, enrollment, e)

@@ -255,6 +255,7 @@ class EnrollmentQueries:
                 updated_at=sa.bindparam("b_updated_at"),
                 error=None,
                 error_code=None,
+                revision=REMINDERS.c.revision + 1,
             )
         )
         for chunk in batches(rows):
@@ -276,6 +277,11 @@ class EnrollmentQueries:
             count += self.conn.execute(
                 REMINDERS.update()
                 .where(column.in_(chunk), REMINDERS.c.status.in_(PENDING))
-                .values(status=ReminderStatus.CANCELLED, error=reason, updated_at=now)
+                .values(
+                    status=ReminderStatus.CANCELLED,
+                    error=reason,
+                    updated_at=now,
+                    revision=REMINDERS.c.revision + 1,
+                )
             ).rowcount
         return count

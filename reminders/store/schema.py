@@ -127,6 +127,8 @@ class Reminder(SQLModel, table=True):
     error: str | None = None
     sent_at: datetime | None = _utc(default=None)
     updated_at: datetime = _utc()
+    #: Re-plans and cancellations so far: a calendar event's SEQUENCE (migration 0003).
+    revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class Attempt(SQLModel, table=True):
