@@ -10,7 +10,6 @@ from datetime import date
 from icalendar import Calendar
 
 from reminders.testing import runner
-
 from tests.acceptance.conftest import REPO, Cli
 from tests.integration.test_fhir_import import EXPECTED_PROBLEMS, malformed
 
