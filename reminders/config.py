@@ -35,6 +35,7 @@ from reminders.models import (
     TIMEZONE_EXTENSION,
     Channel,
     Clinic,
+    Colours,
     FhirMapping,
     Milestone,
     Protocol,
@@ -212,7 +213,8 @@ def parse_schedules(raw: object, file: str) -> Schedules:
     fhir = _fhir(r, doc["fhir"], protocols) if "fhir" in doc else FhirMapping()
 
     fingerprint = hashlib.blake2b(
-        json.dumps(_canonical(raw), sort_keys=True, default=str).encode(), digest_size=16
+        json.dumps(_canonical(_planned(raw)), sort_keys=True, default=str).encode(),
+        digest_size=16,
     ).hexdigest()
     return Schedules(
         clinic=clinic,
@@ -295,9 +297,39 @@ def _window(text: object) -> SendWindow:
     return window
 
 
+def _planned(raw: object) -> object:
+    """``raw`` without what no message depends on (the dashboard's colours), for the fingerprint."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("clinic"), Mapping):
+        return raw
+    clinic = {k: v for k, v in raw["clinic"].items() if k != "colours"}
+    return {**raw, "clinic": clinic}
+
+
+#: A CSS colour as the dashboard takes it: ``#rgb`` or ``#rrggbb``, nothing else.
+_COLOUR: Final = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
+
+
+def _colours(r: _Reader, value: object) -> Colours:
+    """``clinic.colours``: the dashboard's header and accent colours (optional)."""
+    if value is None:
+        return Colours()
+    block = r.mapping(value, "clinic", "colours")
+    r.only(block, {"primary", "accent"}, "clinic.colours")
+    found = {}
+    for key in ("primary", "accent"):
+        if key in block:
+            text = r.text(block, key, "clinic.colours")
+            if not _COLOUR.fullmatch(text):
+                raise r.fail("clinic.colours", key, f"{text!r} is not a colour like '#1f4e79'")
+            found[key] = text.lower()
+    return Colours(**found)
+
+
 def _clinic(r: _Reader, block: Mapping[str, Any]) -> Clinic:
     r.only(
-        block, {"name", "short_name", "phone", "coordinator_email", "timezone", "country"}, "clinic"
+        block,
+        {"name", "short_name", "phone", "coordinator_email", "timezone", "country", "colours"},
+        "clinic",
     )
     name = r.text(block, "name", "clinic")
     country = r.text(block, "country", "clinic", default="US").upper()
@@ -323,6 +355,7 @@ def _clinic(r: _Reader, block: Mapping[str, Any]) -> Clinic:
         timezone=timezone,
         country=country,
         coordinator_email=coordinator,
+        colours=_colours(r, block.get("colours")),
     )
 
 

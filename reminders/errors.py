@@ -10,6 +10,7 @@
     ├── SyncRefused                   a sync that would do harm (mass withdrawal) without --force
     ├── StoreError                    the database cannot be used (unreachable, wrong schema)
     ├── UnknownPatient                a command named a patient the store does not know
+    ├── AccountError                  a dashboard account cannot be made or changed as asked
     └── DeliveryError                 a channel could not deliver; raised by channels only
         ├── TransientError            try again later (429, 5xx, connection, SMTP 4xx)
         ├── PermanentError            never retry (invalid number, unsubscribed, SMTP 5xx)
@@ -90,6 +91,10 @@ class StoreError(ReminderError):
 
 class UnknownPatient(ReminderError):
     """No enrollment with that patient id."""
+
+
+class AccountError(ReminderError):
+    """A dashboard account cannot be made or changed as asked (exists, unknown, weak password)."""
 
 
 class DeliveryError(ReminderError):

@@ -9,6 +9,7 @@
 ``web.twilio``       ``POST /twilio/inbound`` and ``POST /twilio/status``
 ``web.pages``        ``GET|POST /unsubscribe/{token}``, in the patient's language
 ``web.calendar``     ``GET /calendar/{token}.ics``, the patient's milestones
+``web.dashboard``    the coordinators' pages under ``/app/`` (with REMINDERS_SECRET_KEY)
 ===================  ================================================================
 
 and serves ``/healthz``, ``/readyz`` and ``/metrics`` itself. The OpenAPI document
@@ -17,18 +18,33 @@ and its viewers are off unless asked for (tests fuzz the app against it).
 
 from __future__ import annotations
 
+import ipaddress
+from urllib.parse import urlsplit
+
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 
 from reminders.errors import StoreError
 from reminders.metrics import CONTENT_TYPE
 from reminders.web.calendar import add_calendar_routes
-from reminders.web.context import Inbound, WebContext
+from reminders.web.context import DashboardSettings, Inbound, WebContext
+from reminders.web.dashboard import add_dashboard
 from reminders.web.limits import BodyLimit
 from reminders.web.pages import add_unsubscribe_routes
 from reminders.web.twilio import add_twilio_routes
 
-__all__ = ["Inbound", "WebContext", "create_app"]
+__all__ = ["DashboardSettings", "Inbound", "WebContext", "create_app", "secure_cookies"]
+
+
+def secure_cookies(public_url: str | None, http_host: str) -> bool:
+    """Whether cookies need ``Secure``: always, unless the service is plain http on loopback."""
+    host = urlsplit(public_url).hostname if public_url else http_host
+    plain = public_url is None or public_url.startswith("http://")
+    try:
+        loopback = ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    return not (plain and loopback)
 
 
 def create_app(ctx: WebContext, *, openapi: bool = False) -> FastAPI:
@@ -44,6 +60,7 @@ def create_app(ctx: WebContext, *, openapi: bool = False) -> FastAPI:
     add_twilio_routes(app, ctx)
     add_unsubscribe_routes(app, ctx)
     add_calendar_routes(app, ctx)
+    add_dashboard(app, ctx)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

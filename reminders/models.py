@@ -100,6 +100,16 @@ class Protocol:
 
 
 @dataclass(frozen=True, slots=True)
+class Colours:
+    """The dashboard's colours (``clinic.colours``), checked to be ``#rgb`` or ``#rrggbb``."""
+
+    #: The header bar.
+    primary: str = "#1f4e79"
+    #: Links and buttons.
+    accent: str = "#0b6e4f"
+
+
+@dataclass(frozen=True, slots=True)
 class Clinic:
     """Who the messages come from."""
 
@@ -117,6 +127,8 @@ class Clinic:
     country: str
     #: Where free-text patient replies are forwarded (optional).
     coordinator_email: str | None = None
+    #: The dashboard's colours.
+    colours: Colours = field(default_factory=Colours)
 
 
 #: The FHIR extension whose ``valueCode`` is a patient's IANA time zone (FHIR extensions pack).

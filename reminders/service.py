@@ -33,11 +33,12 @@ from rich.console import Console
 from rich.table import Table
 
 from reminders import logs
+from reminders.accounts import IDLE_TIMEOUT
 from reminders.app import App, Config
 from reminders.channels.base import Message
 from reminders.errors import DeliveryError, ReminderError
 from reminders.fields import mask_phone
-from reminders.http import Inbound, WebContext, create_app
+from reminders.http import DashboardSettings, Inbound, WebContext, create_app, secure_cookies
 from reminders.metrics import Metrics
 from reminders.sync import sync_patients
 from reminders.templates import TEMPLATES_DIR
@@ -156,10 +157,14 @@ class Service:
         self._arm()
 
     def housekeeping(self) -> None:
-        """Mark finished enrollments completed; checkpoint SQLite's WAL so it does not grow."""
+        """Mark finished enrollments completed; forget idle dashboard sessions; checkpoint SQLite's WAL so it does not grow."""
         done = self.dispatcher.complete(self.clock())
         if done:
             log.info("enrollments.completed", count=len(done))
+        with self.store.write() as tx:
+            ended = tx.users.end_idle_sessions(self.clock(), IDLE_TIMEOUT)
+        if ended:
+            log.info("sessions.ended_idle", count=ended)
         self.store.checkpoint()
 
     def _arm(self) -> None:
@@ -212,6 +217,19 @@ class Service:
 
     # -- running ---------------------------------------------------------------------------
 
+    def dashboard(self) -> DashboardSettings | None:
+        """The dashboard's settings, or None (it is off) without REMINDERS_SECRET_KEY."""
+        secret = self.settings.secret()
+        if secret is None:
+            return None
+        return DashboardSettings(
+            secret=secret,
+            composer=lambda: self.app.sending(self.config),
+            secure_cookies=secure_cookies(self.settings.public_url, self.settings.http_host),
+            proxy_header=self.settings.auth_proxy_header,
+            proxies=self.settings.proxies(),
+        )
+
     def web_context(self, running: Callable[[], bool]) -> WebContext:
         """What the HTTP handlers need."""
         return WebContext(
@@ -225,6 +243,7 @@ class Service:
             running=running,
             forward=self.forward,
             clock=self.clock,
+            dashboard=self.dashboard(),
         )
 
     def _serve_http(self, running: Callable[[], bool]) -> threading.Thread:

@@ -8,7 +8,9 @@ channel that uses them; they are never printed.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
@@ -80,6 +82,11 @@ class Settings(BaseSettings):
     http_host: str = _env("REMINDERS_HTTP_HOST", default="127.0.0.1")
     #: Port of the HTTP server.
     http_port: Port = _env("REMINDERS_HTTP_PORT", default=8080)
+    #: Request header carrying the signed-in user's email, set by a trusted auth proxy
+    #: (SSO in front of the dashboard); None (the default) turns it off.
+    auth_proxy_header: str | None = _env("REMINDERS_AUTH_PROXY_HEADER", default=None)
+    #: Peer addresses whose identity header and X-Forwarded-For are believed.
+    trusted_proxies: str = _env("REMINDERS_TRUSTED_PROXIES", default="127.0.0.1,::1")
     #: How long a claimed reminder stays leased to one process.
     lease_seconds: float = _env("REMINDERS_LEASE_SECONDS", default=600.0, gt=0)
     #: Concurrent sends per process.
@@ -108,6 +115,28 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") or None if value else None
+
+    @field_validator("auth_proxy_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+            raise ValueError("must be an HTTP header name such as X-Forwarded-Email")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        for item in filter(None, (a.strip() for a in value.split(","))):
+            ipaddress.ip_address(item)  # ValueError names the bad one
+        return value
+
+    def proxies(self) -> frozenset[str]:
+        """The trusted proxies' addresses."""
+        return frozenset(
+            str(ipaddress.ip_address(a.strip()))
+            for a in self.trusted_proxies.split(",")
+            if a.strip()
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -8,6 +8,7 @@
 ``db``            ``db current``, ``db upgrade``
 ``resend``        ``resend``: one message again, on purpose, audited
 ``interop``       ``calendar``: a patient's milestones as iCalendar
+``users``         ``users add|list|disable``: dashboard accounts
 ================  ==========================================
 """
 
@@ -15,7 +16,15 @@ from __future__ import annotations
 
 import sys
 
-from . import checks, db, delivery, interop, reading, resend  # noqa: F401  # each registers its commands
+from . import (  # noqa: F401  # each registers its commands
+    checks,
+    db,
+    delivery,
+    interop,
+    reading,
+    resend,
+    users,
+)
 from .root import app
 
 __all__ = ["app", "main"]

@@ -11,6 +11,7 @@ query file per table and procrastinate keeps its connector apart from its job ma
 ``attempts``        delivery attempts and their in-doubt resolution
 ``contacts``        opt-outs and inbound texts
 ``views``           what people read: timeline, summary, gauges, audit trail
+``users``           dashboard accounts, sessions, failed sign-ins
 ``manager``         :class:`OutboxManager`: what the dispatcher needs, a transaction a call
 ``migrate``         Alembic migrations (``reminders/migrations``), applied at start under a lock
 ==================  ==========================================================
@@ -30,6 +31,7 @@ from reminders.store.schema import (
     InboundMessage,
     OptOut,
     Reminder,
+    User,
     UTCDateTime,
 )
 from reminders.store.views import StatusSummary, TimelineEntry
@@ -52,6 +54,7 @@ __all__ = [
     "TimelineEntry",
     "Transaction",
     "UTCDateTime",
+    "User",
     "audit_record",
     "default_database_url",
 ]

@@ -7,7 +7,7 @@ jobs). SQLite runs in WAL mode with a busy timeout, and write transactions start
 A :class:`Transaction` hands out the queries of each aggregate, one module each:
 ``tx.enrollments`` (sync), ``tx.outbox`` (claim, expire, leases), ``tx.attempts``,
 ``tx.contacts`` (opt-outs, inbound texts), ``tx.views`` (timeline, summary, gauges),
-and appends audit records with :meth:`Transaction.audit`.
+``tx.users`` (dashboard accounts and sessions), and appends audit records with :meth:`Transaction.audit`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from sqlalchemy.engine import Connection, Engine
 from reminders.errors import StoreError
 from reminders.store.attempts import AttemptQueries
 from reminders.store.contacts import ContactQueries
+from reminders.store.dashboard import DashboardQueries
 from reminders.store.enrollments import EnrollmentQueries
 from reminders.store.outbox import OutboxQueries
 from reminders.store.schema import AUDIT, batches
+from reminders.store.users import UserQueries
 from reminders.store.views import ViewQueries
 
 #: SQLite page cache per connection, and while a sync runs (KiB).
@@ -208,6 +210,10 @@ class Transaction:
         self.contacts = ContactQueries(conn)
         #: What people read: enrollments, timelines, summaries, gauges, the audit trail.
         self.views = ViewQueries(conn)
+        #: Dashboard accounts, sessions and failed sign-ins.
+        self.users = UserQueries(conn)
+        #: What the dashboard's pages read.
+        self.dashboard = DashboardQueries(conn)
 
     def audit(self, events: Iterable[Mapping[str, Any]]) -> None:
         """Append audit events: dicts with ``at``, ``kind`` and optional ids and ``detail``."""

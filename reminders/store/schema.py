@@ -53,6 +53,12 @@ def _where_status(status: str) -> sa.TextClause:
     return sa.text(f"status = '{status}'")
 
 
+#: Planned again after a failed try: waiting to retry.
+_RETRYING: Final = sa.text(f"status = '{ReminderStatus.PLANNED}' AND attempts > 0")
+#: Handed to the provider at some time.
+_SENT: Final = sa.text("sent_at IS NOT NULL")
+
+
 class Enrollment(SQLModel, table=True):
     """One patient on one protocol."""
 
@@ -61,8 +67,8 @@ class Enrollment(SQLModel, table=True):
     patient_id: str = Field(primary_key=True)
     first_name: str
     last_name: str = ""
-    phone: str | None = None
-    email: str | None = None
+    phone: str | None = Field(default=None, index=True)
+    email: str | None = Field(default=None, index=True)
     surgery_date: date
     protocol: str
     timezone: str
@@ -105,6 +111,26 @@ class Reminder(SQLModel, table=True):
             "lease_until",
             sqlite_where=_where_status(ReminderStatus.SENDING),
             postgresql_where=_where_status(ReminderStatus.SENDING),
+        ),
+        # The dashboard's worklist and overview (migration 0004): failures, retries and
+        # sends are few next to the planned history, so partial indexes cost a sync nothing.
+        sa.Index(
+            "ix_reminders_failed",
+            "updated_at",
+            sqlite_where=_where_status(ReminderStatus.FAILED),
+            postgresql_where=_where_status(ReminderStatus.FAILED),
+        ),
+        sa.Index(
+            "ix_reminders_retrying",
+            "not_before",
+            sqlite_where=_RETRYING,
+            postgresql_where=_RETRYING,
+        ),
+        sa.Index(
+            "ix_reminders_sent_at",
+            "sent_at",
+            sqlite_where=_SENT,
+            postgresql_where=_SENT,
         ),
     )
 
@@ -165,6 +191,8 @@ class AuditEvent(SQLModel, table=True):
     """An append-only record of every send, status change, opt-out and config change."""
 
     __tablename__ = "audit_events"
+    #: The latest event of a kind (the last sync, a user's sign-ins) without a scan.
+    __table_args__ = (sa.Index("ix_audit_events_kind", "kind", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str  # reminder.sent, opt_out.sms.on, config.sync, ...
@@ -191,6 +219,52 @@ class InboundMessage(SQLModel, table=True):
     forwarded: bool = False
 
 
+class User(SQLModel, table=True):
+    """A person who may sign in to the dashboard."""
+
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: Sign-in name, lower case; also what alerts record as who acknowledged them.
+    email: str = Field(unique=True)
+    role: str  # see reminders.accounts.Role
+    #: Argon2id hash (PHC string); None: signs in only through the auth proxy.
+    password_hash: str | None = None
+    created_at: datetime = _utc()
+    disabled_at: datetime | None = _utc(default=None)
+    last_sign_in_at: datetime | None = _utc(default=None)
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser: the cookie holds a random token, the table only its digest."""
+
+    __tablename__ = "web_sessions"
+
+    #: SHA-256 of the token (a stolen database does not yield usable cookies).
+    id: str = Field(primary_key=True)
+    user_id: int = Field(index=True)
+    created_at: datetime = _utc()
+    #: Refreshed as the user works; idle past the timeout ends the session.
+    last_seen_at: datetime = _utc(index=True)
+
+
+class SignInFailure(SQLModel, table=True):
+    """A failed sign-in, kept for an hour to limit guessing per account and per address."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (
+        sa.Index("ix_sign_in_failures_account", "account", "at"),
+        sa.Index("ix_sign_in_failures_address", "address", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _utc(index=True)
+    #: The account name as typed (lower case, at most 254 characters).
+    account: str
+    #: The client's address.
+    address: str
+
+
 _T = SQLModel.metadata.tables
 ENROLLMENTS: Final = _T["enrollments"]
 REMINDERS: Final = _T["reminders"]
@@ -198,6 +272,9 @@ ATTEMPTS: Final = _T["attempts"]
 OPT_OUTS: Final = _T["opt_outs"]
 AUDIT: Final = _T["audit_events"]
 INBOUND: Final = _T["inbound_messages"]
+USERS: Final = _T["users"]
+SESSIONS: Final = _T["web_sessions"]
+SIGN_IN_FAILURES: Final = _T["sign_in_failures"]
 
 
 def _slices(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -66,9 +66,13 @@ def run(
     *args: str,
     env: Mapping[str, str] | None = None,
     timeout: float = TIMEOUT,
+    stdin: str | None = None,
 ) -> Result:
-    """Run one command to completion with ``env`` added to a clean environment."""
-    return run_as_typed(*argv(config, database, args)[1:], env=env, timeout=timeout)
+    """Run one command to completion with ``env`` added to a clean environment.
+
+    ``stdin`` is written to its standard input (else it reads nothing: no terminal).
+    """
+    return run_as_typed(*argv(config, database, args)[1:], env=env, timeout=timeout, stdin=stdin)
 
 
 def run_as_typed(
@@ -76,14 +80,16 @@ def run_as_typed(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = TIMEOUT,
+    stdin: str | None = None,
 ) -> Result:
     """``reminders *args`` exactly as given (no ``--config``/``--database`` put first), in ``cwd``."""
     command = [str(REMINDERS), *args]
+    feed: dict[str, Any] = {"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin}
     proc = subprocess.run(  # noqa: S603  # the project's own console script
         command,
         cwd=cwd,
         env=clean_env(env),
-        stdin=subprocess.DEVNULL,
+        **feed,
         capture_output=True,
         text=True,
         timeout=timeout,

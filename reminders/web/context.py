@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from reminders.compose import Composer
 from reminders.metrics import Metrics
 from reminders.models import Clinic
 from reminders.store import Store
@@ -23,6 +24,23 @@ class Inbound:
     body: str
     #: Enrollments with that number.
     patient_ids: list[str]
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """What the dashboard (``/app/``) needs beyond the webhooks; it is off without it."""
+
+    #: HMAC key of session cookies and CSRF tokens (REMINDERS_SECRET_KEY).
+    secret: str
+    #: The render stage of the configuration in use, with this environment's links:
+    #: the patient page shows each message exactly as it was sent.
+    composer: Callable[[], Composer]
+    #: Cookies carry ``Secure`` (False only for plain http on loopback).
+    secure_cookies: bool = True
+    #: Header of a trusted auth proxy naming the signed-in user (None: off).
+    proxy_header: str | None = None
+    #: Peers whose identity header and X-Forwarded-For are believed.
+    proxies: frozenset[str] = field(default_factory=lambda: frozenset({"127.0.0.1", "::1"}))
 
 
 @dataclass
@@ -47,3 +65,5 @@ class WebContext:
     #: The Twilio account (TWILIO_ACCOUNT_SID) every webhook must name as its
     #: ``AccountSid``; None checks only that it has the shape of one.
     twilio_account_sid: str | None = None
+    #: The coordinator dashboard; None (no REMINDERS_SECRET_KEY) leaves ``/app/`` unserved.
+    dashboard: DashboardSettings | None = None

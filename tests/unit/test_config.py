@@ -686,3 +686,41 @@ def test_too_many_milestones_are_refused(tmp_path: Path) -> None:
 
     assert error.record == f"protocols.{OTHER_PROTOCOL}"
     assert error.detail == "has 101 milestones; the limit is 100"
+
+
+# --- the dashboard's colours --------------------------------------------------------------
+
+
+def test_clinic_colours_are_read_and_leave_the_fingerprint_alone() -> None:
+    """``clinic.colours`` sets the dashboard's colours (lower case) without changing the plan's fingerprint."""
+    plain = make_schedules()
+    doc = schedules_doc()
+    doc["clinic"]["colours"] = {"primary": "#0A3D62", "accent": "#c0392b"}
+    coloured = make_schedules(doc)
+    assert (coloured.clinic.colours.primary, coloured.clinic.colours.accent) == (
+        "#0a3d62",
+        "#c0392b",
+    )
+    assert plain.clinic.colours.primary == "#1f4e79"
+    assert coloured.fingerprint == plain.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("colours", "field", "message"),
+    [
+        ({"primary": "red"}, "primary", "is not a colour like '#1f4e79'"),
+        ({"accent": "#12345"}, "accent", "is not a colour like '#1f4e79'"),
+        ({"primary": "#fff;} body{display:none"}, "primary", "is not a colour"),
+        ({"header": "#ffffff"}, "header", "unknown"),
+    ],
+)
+def test_a_colour_that_is_not_hex_is_refused(
+    tmp_path: Path, colours: dict[str, str], field: str, message: str
+) -> None:
+    """Only ``#rgb`` and ``#rrggbb`` reach the stylesheet: anything else names clinic.colours and the field."""
+    doc = schedules_doc()
+    doc["clinic"]["colours"] = colours
+    _, error = _failure(tmp_path, doc)
+    assert error.record == "clinic.colours"
+    assert field in str(error)
+    assert message in str(error)
