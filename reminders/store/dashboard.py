@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
-from reminders.lifecycle import ACCEPTED, LIVE_ENROLLMENTS, AttemptOutcome, ReminderStatus
+from reminders.lifecycle import ACCEPTED, AttemptOutcome, EnrollmentStatus, ReminderStatus
 from reminders.store.schema import (
     ATTEMPTS,
     AUDIT,
@@ -34,8 +34,8 @@ from reminders.store.schema import (
 
 #: Rows shown per worklist section and per page of patients.
 PAGE: Final = 50
-#: How far back the worklist looks for failed deliveries.
-FAILURES_SINCE: Final = timedelta(days=30)
+#: How far back the worklist looks for failed deliveries and opt-outs.
+RECENT: Final = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +115,10 @@ def _who(row: Any) -> Who:
     return Who(row.patient_id, name, row.status)
 
 
-def _live(conn: Connection) -> sa.ColumnElement[bool]:
-    return ENROLLMENTS.c.status.in_(sorted(LIVE_ENROLLMENTS))
+def _followed(conn: Connection) -> sa.ColumnElement[bool]:
+    """Patients the clinic still follows: all but the withdrawn (a patient whose every
+    message was stopped is ``completed`` early, and still needs a call)."""
+    return ENROLLMENTS.c.status != EnrollmentStatus.WITHDRAWN
 
 
 class DashboardQueries:
@@ -142,7 +144,7 @@ class DashboardQueries:
         )
 
     def failed(self, now: datetime) -> Section:
-        """Failed deliveries of live patients in the last 30 days, with no later message
+        """Failed deliveries of patients still followed in the last 30 days, with no later message
         reaching them on that channel: the latest per patient and channel, newest first."""
         r, e = REMINDERS.c, ENROLLMENTS.c
         later = REMINDERS.alias("later")
@@ -158,8 +160,8 @@ class DashboardQueries:
         )
         where = (
             r.status == ReminderStatus.FAILED,
-            r.updated_at >= now - FAILURES_SINCE,
-            _live(self.conn),
+            r.updated_at >= now - RECENT,
+            _followed(self.conn),
             sa.not_(reached),
         )
         rows = self._reminders(
@@ -207,8 +209,9 @@ class DashboardQueries:
         total = self._count(sa.select(a.id).where(a.outcome == AttemptOutcome.IN_DOUBT))
         return Section([Problem(_who(row[1]), m, row[2]) for m, row in rows], total)
 
-    def opted_out(self) -> Section:
-        """Live patients whose phone or email opted out, most recent first."""
+    def opted_out(self, now: datetime) -> Section:
+        """Patients still followed whose phone or email opted out in the last 30 days,
+        most recent first."""
         o, e = OPT_OUTS.c, ENROLLMENTS.c
         match = sa.or_(
             sa.and_(o.channel == "sms", e.phone == o.address),
@@ -219,7 +222,7 @@ class DashboardQueries:
                 e.patient_id, e.first_name, e.last_name, e.status, o.channel, o.source, o.changed_at
             )
             .select_from(OPT_OUTS.join(ENROLLMENTS, match))
-            .where(o.opted_out, _live(self.conn))
+            .where(o.opted_out, o.changed_at >= now - RECENT, _followed(self.conn))
         )
         rows = self.conn.execute(query.order_by(o.changed_at.desc()).limit(PAGE)).all()
         shown = [OptedOut(_who(row), row.channel, row.source, row.changed_at) for row in rows]

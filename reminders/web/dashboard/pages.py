@@ -241,7 +241,7 @@ def add_dashboard_routes(app: FastAPI, ctx: WebContext, settings: DashboardSetti
             q = tx.dashboard
             context = {
                 "failed": q.failed(now),
-                "opted_out": q.opted_out(),
+                "opted_out": q.opted_out(now),
                 "retrying": q.retrying(),
                 "in_doubt": q.in_doubt(),
             }

@@ -1,0 +1,1 @@
+"""Tools that run beside the tests (not collected by pytest)."""
