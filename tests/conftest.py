@@ -1,23 +1,24 @@
 """Fixtures shared by every test layer: the shipped configuration and a fresh store.
 
 The ``store`` fixture runs each test on SQLite and, when ``REMINDERS_TEST_POSTGRES_URL``
-is set (``.ci/run`` sets it), again on PostgreSQL in a schema of its own.
+is set (``.ci/run`` sets it), again on PostgreSQL in a schema of its own, inside a
+database of this test process's own (:mod:`reminders.testing.postgres`): tests run in
+parallel (pytest-xdist, ``-n`` in pyproject.toml) and never see each other's data.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from reminders.config import load_schedules
 from reminders.models import Schedules
 from reminders.store import Store
 from reminders.templates import Templates
+from reminders.testing.postgres import fresh_schema, process_database
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("REMINDERS_TEST_POSTGRES_URL")
@@ -35,20 +36,20 @@ def templates() -> Templates:
     return Templates(REPO / "templates")
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL to an empty PostgreSQL schema of this test's own, dropped afterwards."""
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A PostgreSQL database of this test process's own (xdist worker), dropped at the end."""
     if not POSTGRES_URL:
         pytest.skip("REMINDERS_TEST_POSTGRES_URL is not set")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    url = sa.engine.make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with process_database(POSTGRES_URL) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """A URL to an empty PostgreSQL schema of this test's own, dropped afterwards."""
+    with fresh_schema(postgres_database) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

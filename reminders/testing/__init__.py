@@ -9,6 +9,8 @@ only: 555 phone numbers and example.com addresses.
 ``twilio``        a Twilio-compatible HTTP endpoint (model + server) for the real client
 ``smtp``          an SMTP server (aiosmtpd) that records what it received
 ``runner``        the installed ``reminders`` command run as a subprocess
+``peer``          free ports, held closed ports, listening sockets for tests in parallel
+``postgres``      a PostgreSQL database per test process, a schema per test
 ================  ==============================================================
 """
 

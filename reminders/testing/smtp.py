@@ -20,20 +20,25 @@ and who had logged in, so a test can tell a negotiated STARTTLS from plain text.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 import threading
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Final, Literal, Protocol, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from reminders.testing.peer import Peer, free_port
+from reminders.testing.peer import Peer
 
 Mode = Literal["starttls", "ssl", "plain"]
+#: Seconds a server may take to come up (aiosmtpd's own default is 1 s).
+READY_TIMEOUT: Final = 30.0
 
 
 def parse(content: bytes) -> EmailMessage:
@@ -41,6 +46,20 @@ def parse(content: bytes) -> EmailMessage:
     parsed = message_from_bytes(content, policy=policy.default)
     assert isinstance(parsed, EmailMessage)  # noqa: S101  # policy.default makes EmailMessage
     return parsed
+
+
+class _SocketController(Controller):
+    """aiosmtpd's controller serving on a socket bound beforehand: no other process can take the port."""
+
+    def __init__(self, handler: object, sock: socket.socket, **options: Any) -> None:
+        host, port = sock.getsockname()[:2]
+        # aiosmtpd's default of 1 s to come up is too short on a loaded test machine.
+        options.setdefault("ready_timeout", READY_TIMEOUT)
+        super().__init__(handler, hostname=host, port=port, **options)
+        self._sock = sock
+
+    def _create_server(self) -> Awaitable[asyncio.AbstractServer]:  # aiosmtpd's extension point
+        return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
 
 
 class _Server(Peer):
@@ -52,12 +71,16 @@ class _Server(Peer):
         self.messages: list[EmailMessage] = []
         #: Where to connect.
         self.host = host
-        self.port = port or free_port(host)
+        # Bound now (port 0: a free one), so the port is this server's from here on.
+        self._sock: socket.socket | None = _bind(host, port)
+        self.port: int = self._sock.getsockname()[1]
+        self._handler: object = None
+        self._options: dict[str, Any] = {}
         self._controller: Controller | None = None
         self._running = False
 
     def _serve(self, handler: object, **options: Any) -> None:
-        self._controller = Controller(handler, hostname=self.host, port=self.port, **options)
+        self._handler, self._options = handler, options
 
     @property
     def running(self) -> bool:
@@ -65,8 +88,10 @@ class _Server(Peer):
         return self._running
 
     def start(self) -> Self:
-        """Start serving."""
-        assert self._controller is not None  # noqa: S101  # set by the subclass
+        """Start serving (again on the same port after a stop)."""
+        sock = self._sock or _bind(self.host, self.port)
+        self._sock = None  # the server closes it when it stops
+        self._controller = _SocketController(self._handler, sock, **self._options)
         self._controller.start()
         self._running = True
         return self
@@ -76,6 +101,22 @@ class _Server(Peer):
         if self._controller is not None and self._running:
             self._controller.stop()
         self._running = False
+        if self._sock is not None:  # never started
+            self._sock.close()
+            self._sock = None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` (0: a free port)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 # -- the recorder -------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import yaml
 from twilio.request_validator import RequestValidator
 
 from reminders.testing import runner, zone_at
-from reminders.testing.peer import free_port
+from reminders.testing.peer import PORT_ATTEMPTS, PORT_IN_USE, free_port
 from reminders.testing.runner import Result
 from reminders.testing.smtp import SmtpRecorder
 from reminders.testing.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
@@ -231,15 +231,16 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
         time.sleep(interval)
 
 
+class _PortTaken(Exception):
+    """``run`` exited because its HTTP port was taken after :func:`free_port` picked it."""
+
+
 class RunningService:
     """``reminders --config DIR --database sqlite:///DIR/r.db run`` as a subprocess."""
 
     def __init__(self, folder: Path, twilio: FakeTwilio, smtp: SmtpRecorder) -> None:
         self.folder = folder
         self.database = f"sqlite:///{folder / 'r.db'}"
-        self.port = free_port()
-        #: What Twilio is told to call; webhook signatures are computed over it.
-        self.public_url = f"http://127.0.0.1:{self.port}"
         self.env = {
             "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
@@ -250,17 +251,24 @@ class RunningService:
             "SMTP_PORT": str(smtp.port),
             "SMTP_SECURITY": "none",
             "EMAIL_FROM": EMAIL_FROM,
-            "REMINDERS_HTTP_PORT": str(self.port),
-            "REMINDERS_PUBLIC_URL": self.public_url,
             "REMINDERS_SECRET_KEY": SECRET,
             "REMINDERS_LOG_FORMAT": "json",
         }
-        self.http = httpx.Client(base_url=self.public_url, timeout=10)
+        self.http = httpx.Client(timeout=10)
+        self._listen_on(free_port())
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
         self._files: list[IO[bytes]] = []
 
     # -- process ---------------------------------------------------------------------------
+
+    def _listen_on(self, port: int) -> None:
+        """Serve HTTP on ``port`` from the next start on."""
+        self.port = port
+        #: What Twilio is told to call; webhook signatures are computed over it.
+        self.public_url = f"http://127.0.0.1:{port}"
+        self.env |= {"REMINDERS_HTTP_PORT": str(port), "REMINDERS_PUBLIC_URL": self.public_url}
+        self.http.base_url = httpx.URL(self.public_url)
 
     def start(self) -> None:
         """Start ``run`` with stdout and stderr captured to files of this run."""
@@ -274,19 +282,32 @@ class RunningService:
         )
 
     def wait_healthy(self) -> None:
-        """Wait until /healthz answers 200; fail early if the process died."""
+        """Wait until /healthz answers 200; fail early if the process died.
 
-        def healthy() -> bool:
-            assert self.proc is not None
-            assert self.proc.poll() is None, (
-                f"run exited with {self.proc.returncode}\n{self.output()}"
-            )
+        If another process took the free port between picking it and ``run`` binding it,
+        ``run`` exits saying so: it is started again on another port (exactly once holds
+        across restarts, so whatever the first start sent is not sent again).
+        """
+        for attempt in range(1, PORT_ATTEMPTS + 1):
             try:
-                return self.http.get("/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
+                wait_for("/healthz", self._healthy, START_TIMEOUT)
+                return
+            except _PortTaken:
+                assert attempt < PORT_ATTEMPTS, f"no free port after {attempt} tries"
+                self._listen_on(free_port())
+                self.start()
 
-        wait_for("/healthz", healthy, START_TIMEOUT)
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            last = (self.folder / f"run{self.runs}.err").read_text("utf-8", errors="replace")
+            if self.proc.returncode == 1 and PORT_IN_USE in last.lower():
+                raise _PortTaken
+            raise AssertionError(f"run exited with {self.proc.returncode}\n{self.output()}")
+        try:
+            return self.http.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
 
     def stop(self, timeout: float = 30.0) -> tuple[int, float]:
         """SIGTERM, then wait; returns the exit code and how long the stop took."""

@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from reminders.testing import runner, zone_at
+from reminders.testing.peer import free_port
 from reminders.testing.twilio import read_record
 from tests.acceptance.conftest import Cli
 from tests.acceptance.test_crash import count_lines, fake_twilio, twilio_env
@@ -59,13 +60,6 @@ def numbers(count: int) -> list[str]:
     found = [f"+1{area}5550{n:03d}" for n in range(100, 200) for area in AREAS][:count]
     assert len(found) == count
     return found
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def enrol(cli: Cli, count: int) -> list[str]:

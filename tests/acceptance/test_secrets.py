@@ -16,7 +16,7 @@ import pytest
 import trustme
 
 from reminders.testing import runner
-from reminders.testing.peer import free_port
+from reminders.testing.peer import closed_port
 from reminders.testing.runner import Result
 from reminders.testing.smtp import TlsSmtpServer
 from reminders.testing.twilio import DEFAULT_ACCOUNT_SID, FakeTwilio
@@ -157,8 +157,9 @@ def test_database_url_password_is_not_printed_when_the_database_is_unreachable(
     Catches: the database URL echoed with its password in the error line.
     """
     cli = Cli(tmp_path / "clinic")
-    cli.database = f"postgresql+psycopg://reminders:{DB_PASSWORD}@127.0.0.1:{free_port()}/reminders"
-    result = reminders(cli, {}, "status")
+    with closed_port() as port:
+        cli.database = f"postgresql+psycopg://reminders:{DB_PASSWORD}@127.0.0.1:{port}/reminders"
+        result = reminders(cli, {}, "status")
     assert result.code == 1, str(result)
     assert "127.0.0.1" in result.stderr
     assert "Traceback" not in result.stderr

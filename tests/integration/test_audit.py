@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from reminders.store import Store, TimelineEntry
 from reminders.sync import sync_patients
 from reminders.templates import Templates
 from reminders.testing import make_dispatcher, patient_record, write_patients
+from reminders.testing.peer import listening_socket
 from tests.twilio_webhooks import ACCOUNT_SID, SidChannel, inbound_form, message_sid, status_form
 
 PUBLIC_URL = "https://reminders.example.com"
@@ -134,14 +134,13 @@ def outbox(
 @contextmanager
 def serve(app: Any) -> Iterator[httpx.Client]:
     """The app served by uvicorn on a free loopback port (as ``run`` serves it), and a client."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"
-    )
+    sock = listening_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="http", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="http", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
@@ -154,6 +153,7 @@ def serve(app: Any) -> Iterator[httpx.Client]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
 
 
 def contact_forms(phone: str) -> list[str]:

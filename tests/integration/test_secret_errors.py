@@ -19,7 +19,7 @@ from reminders.channels.twilio import TwilioChannel, TwilioSettings
 from reminders.errors import DeliveryError, StoreError
 from reminders.settings import Settings
 from reminders.store import Store
-from reminders.testing.peer import free_port
+from reminders.testing.peer import closed_port
 from reminders.testing.smtp import TlsSmtpServer
 from reminders.testing.twilio import DEFAULT_ACCOUNT_SID, FakeTwilio
 
@@ -141,19 +141,20 @@ def test_database_password_is_hidden_in_url_and_errors() -> None:
 
     Catches: the database URL printed with its password (in the start-up log or an error).
     """
-    url = f"postgresql+psycopg://reminders:{DB_PASSWORD}@127.0.0.1:{free_port()}/reminders"
-    with pytest.raises(StoreError) as caught:
-        Store(url)
-    assert "127.0.0.1" in str(caught.value)
-    assert leaks(str(caught.value)) == []
-    store = Store(url, migrate=False)
-    try:
-        assert store.safe_url.startswith("postgresql+psycopg://reminders:***@127.0.0.1:")
-        with pytest.raises(StoreError) as unreachable:
-            store.ping()
-        assert leaks(str(unreachable.value)) == []
-    finally:
-        store.close()
+    with closed_port() as port:
+        url = f"postgresql+psycopg://reminders:{DB_PASSWORD}@127.0.0.1:{port}/reminders"
+        with pytest.raises(StoreError) as caught:
+            Store(url)
+        assert "127.0.0.1" in str(caught.value)
+        assert leaks(str(caught.value)) == []
+        store = Store(url, migrate=False)
+        try:
+            assert store.safe_url.startswith("postgresql+psycopg://reminders:***@127.0.0.1:")
+            with pytest.raises(StoreError) as unreachable:
+                store.ping()
+            assert leaks(str(unreachable.value)) == []
+        finally:
+            store.close()
     with pytest.raises(StoreError) as unknown:
         Store(f"postgresql+nosuchdriver://reminders:{DB_PASSWORD}@127.0.0.1/reminders")
     assert leaks(str(unknown.value)) == []

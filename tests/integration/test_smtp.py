@@ -156,15 +156,15 @@ def test_unreachable_server_is_transient(
 ) -> None:
     """No SMTP server listening: the email is retried later, not failed."""
     enrol(store, shipped, tmp_path, "P-1")
-    import socket
+    from reminders.testing.peer import closed_port
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    channel = SmtpChannel(
-        SmtpSettings(host="127.0.0.1", port=port, sender="r@clinic.example.com", security="none")
-    )
-    d = make_dispatcher(
-        store, shipped, templates, {"sms": MemoryChannel("sms"), "email": channel}, owner="t"
-    )
-    assert d.tick(DAY1).counts["retry"] == 1
+    with closed_port() as port:
+        channel = SmtpChannel(
+            SmtpSettings(
+                host="127.0.0.1", port=port, sender="r@clinic.example.com", security="none"
+            )
+        )
+        d = make_dispatcher(
+            store, shipped, templates, {"sms": MemoryChannel("sms"), "email": channel}, owner="t"
+        )
+        assert d.tick(DAY1).counts["retry"] == 1

@@ -10,7 +10,6 @@ zone where that is early afternoon and a patient whose day-1 milestone is due.
 from __future__ import annotations
 
 import random
-import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -40,6 +39,7 @@ from reminders.store import Store, TimelineEntry
 from reminders.sync import sync_patients
 from reminders.templates import Templates
 from reminders.testing import make_dispatcher, make_schedules, zone_at
+from reminders.testing.peer import closed_port
 from reminders.testing.twilio import (
     DEFAULT_AUTH_TOKEN,
     FakeTwilio,
@@ -481,10 +481,9 @@ def test_in_doubt_send_at_expiry_is_recorded_as_sent_not_expired(rig: Rig) -> No
 def test_refused_connection_is_retried_without_reconciliation(rig: Rig) -> None:
     """A refused connection (nothing sent) plans a plain retry; the retry sends once without listing first."""
     rig.enrol(dana(channels=["sms"]))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    assert rig.dispatcher(api_base_url=closed).tick(rig.due.at).counts["retry"] == 1
+    with closed_port() as port:
+        closed = f"http://127.0.0.1:{port}"
+        assert rig.dispatcher(api_base_url=closed).tick(rig.due.at).counts["retry"] == 1
     planned = rig.entry()
     assert (planned.status, planned.error_code) == ("planned", "connection-refused")
     assert rig.dispatcher().tick(planned.not_before).counts["sent"] == 1

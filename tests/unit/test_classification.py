@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import requests
 import urllib3
@@ -11,6 +9,7 @@ import urllib3
 from reminders.channels.smtp import classify_reply
 from reminders.channels.twilio import classify, classify_transport
 from reminders.errors import InDoubtError, PermanentError, TransientError
+from reminders.testing.peer import closed_port
 
 
 @pytest.mark.parametrize(
@@ -52,10 +51,7 @@ def test_twilio_permanent_message_names_the_code_meaning() -> None:
 
 def test_connection_refused_is_transient() -> None:
     """A refused connection (a real one, to a closed loopback port) never reached Twilio: safe to retry."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with pytest.raises(requests.ConnectionError) as caught:
+    with closed_port() as port, pytest.raises(requests.ConnectionError) as caught:
         requests.post(f"http://127.0.0.1:{port}/", timeout=2)
     assert isinstance(classify_transport(caught.value), TransientError)
 
