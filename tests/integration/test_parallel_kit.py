@@ -89,9 +89,11 @@ def test_a_closed_port_refuses_connections_and_nobody_can_take_it() -> None:
 
 def test_smtp_servers_hold_their_port_from_creation_to_stop() -> None:
     """An SMTP recorder owns its port as soon as it exists, serves on it, and gets it back after a restart."""
-    with SmtpRecorder() as recorder:
+    recorder = SmtpRecorder()
+    try:
         with socket.socket() as other, pytest.raises(OSError, match="in use"):
             other.bind((recorder.host, recorder.port))
+        recorder.start()
         with smtplib.SMTP(recorder.host, recorder.port, timeout=30) as client:
             assert client.noop()[0] == 250
         port = recorder.port
@@ -100,3 +102,5 @@ def test_smtp_servers_hold_their_port_from_creation_to_stop() -> None:
         assert recorder.port == port
         with smtplib.SMTP(recorder.host, recorder.port, timeout=30) as client:
             assert client.noop()[0] == 250
+    finally:
+        recorder.stop()
