@@ -2,7 +2,7 @@
 
 The ``store`` fixture runs each test on SQLite and, when ``REMINDERS_TEST_POSTGRES_URL``
 is set (``.ci/run`` sets it), again on PostgreSQL in a schema of its own, inside a
-database of this test process's own (:mod:`reminders.testing.postgres`): tests run in
+database of this test process's own (:mod:`tests.postgres`): tests run in
 parallel (pytest-xdist, ``-n`` in pyproject.toml) and never see each other's data.
 """
 
@@ -18,7 +18,7 @@ from reminders.config import load_schedules
 from reminders.models import Schedules
 from reminders.store import Store
 from reminders.templates import Templates
-from reminders.testing.postgres import fresh_schema, process_database
+from tests.postgres import fresh_schema, process_database
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("REMINDERS_TEST_POSTGRES_URL")

@@ -10,7 +10,6 @@ only: 555 phone numbers and example.com addresses.
 ``smtp``          an SMTP server (aiosmtpd) that records what it received
 ``runner``        the installed ``reminders`` command run as a subprocess
 ``peer``          free ports, held closed ports, listening sockets for tests in parallel
-``postgres``      a PostgreSQL database per test process, a schema per test
 ================  ==============================================================
 """
 

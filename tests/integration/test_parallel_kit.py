@@ -11,9 +11,9 @@ import sqlalchemy as sa
 
 from reminders.store import Store
 from reminders.testing import peer
-from reminders.testing.postgres import database_name, fresh_schema, process_database
 from reminders.testing.smtp import SmtpRecorder
 from tests.conftest import POSTGRES_URL
+from tests.postgres import database_name, fresh_schema, process_database
 
 
 @pytest.fixture

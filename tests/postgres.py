@@ -1,5 +1,7 @@
 """PostgreSQL for tests run in parallel: a database per test process, a schema per test.
 
+The fixtures ``postgres_database`` and ``postgres_url`` (``tests/conftest.py``) use it.
+
 Tests run in several processes at once (pytest-xdist workers), and several test runs may
 share one server (two checkouts, a developer and CI). Each process therefore works in a
 database of its own, named after the server URL's database, the run and the worker::
@@ -53,7 +55,7 @@ def database_name(base: str, run: str, worker: str) -> str:
 
 
 def _quote(name: str) -> str:
-    assert re.fullmatch(r"[a-z0-9_]+", name), name  # noqa: S101  # built by database_name
+    assert re.fullmatch(r"[a-z0-9_]+", name), name  # built by database_name
     return f'"{name}"'
 
 
