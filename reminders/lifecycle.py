@@ -114,6 +114,28 @@ class Outcome(StrEnum):
     ERROR = "error"
 
 
+class FhirStatus(StrEnum):
+    """FHIR status codes the export writes (:mod:`reminders.fhir.export`); several are
+    spelt like ours, and which of ours each stands for is decided there."""
+
+    #: request-status: a reminder still to go out, an enrollment that runs.
+    ACTIVE = "active"
+    #: request-status: held (a paused patient); CarePlan activity: the same.
+    ON_HOLD = "on-hold"
+    #: request-status: will not happen (cancelled, expired, failed, opted out, withdrawn).
+    REVOKED = "revoked"
+    #: request-, event- and activity-status: done.
+    COMPLETED = "completed"
+    #: event-status: a procedure still to come.
+    PREPARATION = "preparation"
+    #: CarePlan activity: every occurrence still to come.
+    SCHEDULED = "scheduled"
+    #: CarePlan activity: some occurrences sent, some to come.
+    IN_PROGRESS = "in-progress"
+    #: CarePlan activity: every reminder of the milestone cancelled.
+    CANCELLED = "cancelled"
+
+
 #: Statuses a patients file may set (``completed`` is reached, not set).
 FILE_STATUSES: Final = (
     EnrollmentStatus.ACTIVE,

@@ -1,4 +1,8 @@
-"""``calendar`` (and ``export fhir``): a patient's plan for other systems to read (SPEC 13)."""
+"""``calendar`` and ``export fhir``: the plan, and what was sent, for other systems (SPEC 13).
+
+Both only read the store (one read transaction) and write to stdout; nothing is logged
+about a patient beyond counts.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,17 @@ import typer
 from reminders.calendar import calendar as ics
 from reminders.compose import Unsubscribe
 from reminders.errors import ConfigError
+from reminders.fhir.export import export_bundle
 from reminders.store import TimelineEntry
 
-from .root import app, errors, make_app, read_app
+from .root import NowOpt, app, err, errors, make_app, parse_now, read_app
+
+export = typer.Typer(
+    name="export",
+    help="What the service planned and sent, for other systems (FHIR R4).",
+    no_args_is_help=True,
+)
+app.add_typer(export)
 
 
 def calendar_link(links: Unsubscribe | None, patient: str, entries: list[TimelineEntry]) -> str:
@@ -45,3 +57,28 @@ def calendar(
             rows = tx.views.timeline(patient)
     sys.stdout.buffer.write(ics(clinic, enrollment.recipient(), rows))
     sys.stdout.buffer.flush()
+
+
+@export.command("fhir")
+def export_fhir(
+    ctx: typer.Context,
+    patient: Annotated[
+        str | None, typer.Argument(help="Patient id (default: every patient).", show_default=False)
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only what changed from this time on (ISO 8601 with offset)."),
+    ] = None,
+    now: NowOpt = None,
+) -> None:
+    """A FHIR R4 Bundle on stdout: Patient, Procedure, CarePlan, CommunicationRequest and
+    Communication of each enrollment: reminders export fhir > bundle.json"""
+    since_at = parse_now(since) if since is not None else None
+    at = parse_now(now)
+    application = read_app(ctx)
+    with errors():
+        schedules = application.config.schedules
+        with application.store.read() as tx:
+            count = export_bundle(tx, schedules, sys.stdout, at, patient=patient, since=since_at)
+    sys.stdout.flush()
+    err.print(f"exported {count} resources", highlight=False)

@@ -7,7 +7,7 @@ datetimes are aware UTC); aggregates go through SQLAlchemy Core.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,8 +18,9 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
 from reminders.errors import UnknownPatient
-from reminders.lifecycle import ReminderStatus
+from reminders.lifecycle import AttemptOutcome, ReminderStatus
 from reminders.store.schema import (
+    ATTEMPTS,
     AUDIT,
     ENROLLMENTS,
     OPT_OUTS,
@@ -28,6 +29,7 @@ from reminders.store.schema import (
     Reminder,
     active,
     aware,
+    in_lists,
 )
 
 #: One row of a patient's timeline: the reminder as stored.
@@ -73,10 +75,53 @@ class ViewQueries:
             raise UnknownPatient(f"no enrolled patient with id {patient_id!r}")
         return found
 
-    def enrollments(self) -> list[Enrollment]:
-        """Every enrollment, ordered by patient id."""
+    def enrollments(self, after: str | None = None, limit: int | None = None) -> list[Enrollment]:
+        """Every enrollment, ordered by patient id (a page of them: ``limit`` after ``after``)."""
+        query = select(Enrollment).order_by(col(Enrollment.patient_id))
+        if after is not None:
+            query = query.where(col(Enrollment.patient_id) > after)
+        if limit is not None:
+            query = query.limit(limit)
         with self._session() as session:
-            return list(session.exec(select(Enrollment).order_by(col(Enrollment.patient_id))))
+            return list(session.exec(query))
+
+    def reminders_of(self, patient_ids: Sequence[str]) -> dict[str, list[TimelineEntry]]:
+        """The reminders of each of ``patient_ids``, in due order (as their timelines)."""
+        found: dict[str, list[TimelineEntry]] = {pid: [] for pid in patient_ids}
+        for chunk in in_lists(list(patient_ids)):
+            query = (
+                select(Reminder)
+                .where(col(Reminder.patient_id).in_(chunk))
+                .order_by(
+                    col(Reminder.patient_id),
+                    col(Reminder.due_at),
+                    col(Reminder.milestone),
+                    col(Reminder.occurrence),
+                    col(Reminder.channel),
+                )
+            )
+            for row in self._reminders(query):
+                found[row.patient_id].append(row)
+        return found
+
+    def sent_attempts(
+        self, reminder_ids: Sequence[int]
+    ) -> dict[int, tuple[str | None, str | None]]:
+        """``(body digest, provider id)`` of the attempt that sent each of ``reminder_ids``."""
+        a = ATTEMPTS.c
+        found: dict[int, tuple[str | None, str | None]] = {}
+        for chunk in in_lists(list(reminder_ids)):
+            rows = self.conn.execute(
+                sa.select(a.reminder_id, a.body_digest, a.provider_id)
+                .where(
+                    a.reminder_id.in_(chunk),
+                    a.outcome.in_((AttemptOutcome.SENT, AttemptOutcome.IN_DOUBT_SENT)),
+                )
+                .order_by(a.id)
+            )
+            for reminder_id, digest, provider in rows:
+                found[int(reminder_id)] = (digest, provider)
+        return found
 
     def timeline(self, patient_id: str | None = None) -> list[TimelineEntry]:
         """Reminders of one patient (or all), in due order."""
