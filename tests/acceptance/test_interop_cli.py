@@ -1,12 +1,16 @@
-"""Interoperability through the installed command: ``sync --patients bundle.json``, ``calendar``."""
+"""Interoperability through the installed command: ``sync --patients bundle.json``,
+``calendar`` and ``export fhir``."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+from collections import Counter
 from datetime import date
 
+from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.bundle import Bundle
 from icalendar import Calendar
 
 from reminders.testing import runner
@@ -61,3 +65,33 @@ def test_calendar_writes_the_patients_ics_and_timeline_shows_its_link(cli: Cli) 
     assert "calendar: https://reminders.example.com/calendar/" in linked.stdout
     missing = cli("calendar", "P-9999", expect=1)
     assert "no enrolled patient with id 'P-9999'" in missing.stderr
+
+
+def test_export_fhir_writes_a_valid_bundle_and_logs_no_contact_detail(cli: Cli) -> None:
+    """After a tick sent day 1 to one patient, ``export fhir > bundle.json`` is a Bundle whose
+    resources all validate, with that message as a Communication; stderr says only how many;
+    ``export fhir P-1003`` holds one patient; an unknown patient is exit 1 and no output."""
+    bundle = cli.folder / "patients-fhir.json"
+    shutil.copy(REPO / "patients-fhir.json", bundle)
+    patients = ("--patients", str(bundle))
+    cli("sync", *patients, "--now", BEFORE_ANY)
+    cli("tick", *patients, "--now", "2026-11-19T04:31:00Z")  # day 1, 10:01 in Kolkata
+    everything = cli("export", "fhir", "--now", "2026-11-19T05:00:00Z")
+    doc = json.loads(everything.stdout)
+    Bundle.model_validate(doc)
+    kinds = Counter(e["resource"]["resourceType"] for e in doc["entry"])
+    assert kinds["Patient"] == kinds["CarePlan"] == 5
+    assert kinds["Communication"] == 1
+    for entry in doc["entry"]:
+        get_fhir_model_class(entry["resource"]["resourceType"]).model_validate(entry["resource"])
+    assert everything.stderr.strip().splitlines()[-1] == f"exported {len(doc['entry'])} resources"
+    for detail in ("555", "example.com", "Priya"):
+        assert detail not in everything.stderr
+    one = cli("export", "fhir", "P-1003").json()
+    assert {e["resource"]["resourceType"] for e in one["entry"]} >= {"Patient", "Communication"}
+    assert [
+        e["resource"]["id"] for e in one["entry"] if e["resource"]["resourceType"] == "Patient"
+    ] == ["P-1003"]
+    unknown = cli("export", "fhir", "P-9999", expect=1)
+    assert unknown.stdout == ""
+    assert "no enrolled patient with id 'P-9999'" in unknown.stderr
