@@ -7,7 +7,7 @@
 ``reading``       ``timeline``, ``status``
 ``db``            ``db current``, ``db upgrade``
 ``resend``        ``resend``: one message again, on purpose, audited
-``interop``       ``calendar``: a patient's milestones as iCalendar
+``interop``       ``calendar``, ``export fhir``: for calendars and the EHR
 ``users``         ``users add|list|disable``: dashboard accounts
 ================  ==========================================
 """
