@@ -30,10 +30,15 @@ from reminders.store.schema import (
     Enrollment,
     Reminder,
     active,
+    aware,
+    in_lists,
 )
 
 #: Rows shown per worklist section and per page of patients.
 PAGE: Final = 50
+#: Most failed deliveries the worklist reads (a provider outage failing thousands is one
+#: problem, said once the list is full).
+MAX_FAILURES: Final = 5_000
 #: How far back the worklist looks for failed deliveries and opt-outs.
 RECENT: Final = timedelta(days=30)
 
@@ -145,42 +150,46 @@ class DashboardQueries:
 
     def failed(self, now: datetime) -> Section:
         """Failed deliveries of patients still followed in the last 30 days, with no later message
-        reaching them on that channel: the latest per patient and channel, newest first."""
+        reaching them on that channel: the latest per patient and channel, newest first.
+
+        Three small steps rather than one correlated query (which visited every reminder of
+        each failing patient twice, for the rows and for the count): the failures of the
+        window (their partial index), the last accepted send of those patients per channel,
+        then the shown rows by id.
+        """
         r, e = REMINDERS.c, ENROLLMENTS.c
-        later = REMINDERS.alias("later")
-        reached = (
-            sa.exists()
-            .where(
-                later.c.patient_id == r.patient_id,
-                later.c.channel == r.channel,
-                later.c.status.in_(sorted(ACCEPTED)),
-                later.c.sent_at > r.updated_at,
-            )
-            .correlate(REMINDERS)
-        )
-        where = (
-            r.status == ReminderStatus.FAILED,
-            r.updated_at >= now - RECENT,
-            _followed(self.conn),
-            sa.not_(reached),
-        )
-        rows = self._reminders(
-            self._with_patient().where(*where).order_by(r.updated_at.desc()).limit(PAGE * 4)
-        )
-        seen: set[tuple[str, str]] = set()
-        shown: list[Problem] = []
-        for reminder, row in rows:
-            key = (reminder.patient_id, reminder.channel)
-            if key not in seen and len(shown) < PAGE:
-                seen.add(key)
-                shown.append(Problem(_who(row[1]), reminder, reminder.updated_at))
-        pairs = (
-            sa.select(r.patient_id, r.channel)
+        failures = self.conn.execute(
+            sa.select(r.id, r.patient_id, r.channel, r.updated_at)
             .join(ENROLLMENTS, e.patient_id == r.patient_id)
-            .where(*where)
-            .distinct()
+            .where(
+                r.status == ReminderStatus.FAILED,
+                r.updated_at >= now - RECENT,
+                _followed(self.conn),
+            )
+            .order_by(r.updated_at.desc(), r.id.desc())
+            .limit(MAX_FAILURES)
+        ).all()
+        latest: dict[tuple[str, str], tuple[int, datetime]] = {}
+        for row in failures:
+            latest.setdefault((row.patient_id, row.channel), (row.id, row.updated_at))
+        reached: dict[tuple[str, str], datetime] = {}
+        for chunk in in_lists(sorted({pid for pid, _ in latest})):
+            for pid, channel, sent in self.conn.execute(
+                sa.select(r.patient_id, r.channel, sa.func.max(r.sent_at))
+                .where(r.patient_id.in_(chunk), r.status.in_(sorted(ACCEPTED)))
+                .group_by(r.patient_id, r.channel)
+            ):
+                reached[(pid, channel)] = aware(sent) or now
+        pending = [
+            rid for key, (rid, at) in latest.items() if key not in reached or reached[key] <= at
+        ]
+        shown = self._reminders(
+            self._with_patient()
+            .where(col(Reminder.id).in_(pending[:PAGE]))
+            .order_by(r.updated_at.desc(), r.id.desc())
         )
-        return Section(shown, self._count(pairs))
+        rows = [Problem(_who(row[1]), m, m.updated_at) for m, row in shown]
+        return Section(rows, len(pending))
 
     def retrying(self) -> Section:
         """Reminders of active patients planned again after a failed try, soonest retry first."""

@@ -57,6 +57,8 @@ def _where_status(status: str) -> sa.TextClause:
 _RETRYING: Final = sa.text(f"status = '{ReminderStatus.PLANNED}' AND attempts > 0")
 #: Handed to the provider at some time.
 _SENT: Final = sa.text("sent_at IS NOT NULL")
+#: Accepted by the provider (sent or delivered).
+_REACHED: Final = sa.text(f"status IN ('{ReminderStatus.SENT}', '{ReminderStatus.DELIVERED}')")
 
 
 class Enrollment(SQLModel, table=True):
@@ -131,6 +133,16 @@ class Reminder(SQLModel, table=True):
             "sent_at",
             sqlite_where=_SENT,
             postgresql_where=_SENT,
+        ),
+        # The last message that reached a patient on a channel, read from the index alone
+        # (migration 0005): a failure the worklist shows is one nothing reached them after.
+        sa.Index(
+            "ix_reminders_reached",
+            "patient_id",
+            "channel",
+            "sent_at",
+            sqlite_where=_REACHED,
+            postgresql_where=_REACHED,
         ),
     )
 

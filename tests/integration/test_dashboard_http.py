@@ -320,3 +320,19 @@ def test_the_dashboard_is_not_served_without_a_secret_key(board: Board) -> None:
     with serve(create_app(replace(board.context, dashboard=None))) as client:
         for path in (*PAGES, "/app/signin"):
             assert client.get(path).status_code == 404, path
+
+
+def test_a_failure_leaves_the_worklist_once_a_later_text_reaches_the_patient(board: Board) -> None:
+    """When a text to P-3 is accepted after the 21211 failure (the number was fixed), the failure is no longer listed."""
+    client = board.sign_in()
+    assert "code 21211" in client.get("/app/worklist").text
+    later = next(
+        e for e in board.desk.entries("P-3") if e.channel == "sms" and e.status == "planned"
+    )
+    assert later.id is not None
+    board.clock.advance(minutes=5)
+    with board.store.write() as tx:
+        tx.outbox.record_sent(later.id, "SM" + "0" * 32, board.clock())
+    page = client.get("/app/worklist").text
+    assert "code 21211" not in page
+    assert 'Messages that could not be delivered <span class="count">0</span>' in page
