@@ -27,22 +27,17 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import IO, Any, Final
 
 from reminders.copies import base_occurrence
+from reminders.fhir.ids import instant, patient_resource_id, resource_id
 from reminders.lifecycle import EnrollmentStatus, FhirStatus, ReminderStatus
 from reminders.models import Schedules
 from reminders.store import Enrollment, TimelineEntry, Transaction
 
-#: Namespace of every exported resource id.
-NAMESPACE: Final = uuid.UUID("0b7d1f4e-2c1a-5e8f-9a51-3e6d2f7c4b10")
-#: What FHIR allows as a resource id.
-_FHIR_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 #: Identifier systems and code systems of this service's own values.
 REMINDER_SYSTEM: Final = "urn:recovery-reminders:reminder"
 PROVIDER_SYSTEM: Final = "urn:recovery-reminders:provider-message"
@@ -80,21 +75,6 @@ ACTIVITY_STATUS: Final[Mapping[FhirStatus, Callable[[frozenset[str], bool], bool
     FhirStatus.SCHEDULED: lambda seen, _: bool(seen & _PENDING),
     FhirStatus.COMPLETED: lambda seen, _: True,
 }
-
-
-def resource_id(kind: str, *key: object) -> str:
-    """The id of the ``kind`` resource of database key ``key``: the same in every export."""
-    return str(uuid.uuid5(NAMESPACE, "/".join([kind, *(str(part) for part in key)])))
-
-
-def patient_resource_id(patient_id: str) -> str:
-    """``Patient.id``: the patient id where FHIR allows it, else a name-based UUID of it."""
-    return patient_id if _FHIR_ID.fullmatch(patient_id) else resource_id("Patient", patient_id)
-
-
-def instant(moment: datetime) -> str:
-    """A FHIR ``instant`` in UTC: ``2026-11-21T15:00:00Z``."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
