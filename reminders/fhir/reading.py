@@ -95,7 +95,7 @@ def model_fault(exc: ValidationError) -> Fault:
     return Fault("", message, element=where)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a Bundle's entries may be equal
 class _Entry:
     """One entry of the Bundle, as far as it could be read."""
 
@@ -176,13 +176,14 @@ def read_bundle(path: Path, schedules: Schedules, max_bytes: int) -> Iterator[Ra
     _check_bundle(file, doc)
     read = [_entry(i, raw) for i, raw in enumerate(entries)]
     patients = [e for e in read if e.kind == "Patient" or (e.fault and e.subject() is None)]
+    chosen = {id(e) for e in patients}
     by_key: dict[str, _Entry] = {}
     for patient in patients:
         for key in patient.names():
             by_key.setdefault(key, patient)
     strays: list[_Entry] = []
     for entry in read:
-        if entry in patients or (entry.kind not in READ and entry.fault is None):
+        if id(entry) in chosen or (entry.kind not in READ and entry.fault is None):
             continue
         ref = entry.subject()
         owner = by_key.get(ref) if ref else None
