@@ -35,9 +35,11 @@ for db in "${backends[@]}"; do
     run bench.lateness $db --patients 5 --seconds 15 --enrolled 2000 --burst 50
     run bench.memory $db --patients 5000 --idle 5
     run bench.apscheduler_baseline $db --patients 100 --drops 100 --outage 2
+    run bench.dashboard $db --patients 5000 --runs 50
   else
     run bench.plan $db
     run bench.claim $db
+    run bench.dashboard $db
     run bench.dispatch $db
     run bench.lateness $db --burst 500
     run bench.memory $db
