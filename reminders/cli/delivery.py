@@ -22,7 +22,18 @@ from reminders.lifecycle import EnrollmentStatus, Outcome
 from reminders.patients import records_with_problems
 from reminders.sync import SyncReport, sync_patients
 
-from .root import JsonOpt, NowOpt, PatientsOpt, app, err, errors, make_app, out, parse_now
+from .root import (
+    JsonOpt,
+    NowOpt,
+    PatientsOpt,
+    SimulateOpt,
+    app,
+    checked_now,
+    err,
+    errors,
+    make_app,
+    out,
+)
 
 
 def run_sync(application: App, *, now: datetime, force: bool) -> SyncReport:
@@ -109,10 +120,11 @@ def sync(
     ] = False,
     patients: PatientsOpt = None,
     as_json: JsonOpt = False,
+    simulate: SimulateOpt = False,
 ) -> None:
     """Apply the patients file: enrol, update, re-plan, withdraw; print what changed."""
+    at = checked_now(now, simulate=simulate)
     application = make_app(ctx, patients)
-    at = parse_now(now)
     with errors(), refusal(as_json):
         application.config  # noqa: B018  # a bad configuration changes nothing: check it first
         report = run_sync(application, now=at, force=force)
@@ -127,11 +139,15 @@ def sync(
 
 @app.command()
 def tick(
-    ctx: typer.Context, now: NowOpt = None, patients: PatientsOpt = None, as_json: JsonOpt = False
+    ctx: typer.Context,
+    now: NowOpt = None,
+    patients: PatientsOpt = None,
+    as_json: JsonOpt = False,
+    simulate: SimulateOpt = False,
 ) -> None:
     """Sync, then deliver everything due at --now (default: now), wait for the outcome, exit."""
+    at = checked_now(now, simulate=simulate)
     application = make_app(ctx, patients)
-    at = parse_now(now)
     with errors():
         application.settings  # noqa: B018  # every environment problem before the database
         config = application.config

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Final, NoReturn
@@ -169,6 +169,32 @@ def parse_now(value: str | None) -> datetime:
     return parsed.astimezone(UTC)
 
 
+#: How far ahead of this machine's clock ``--now`` may be without ``--simulate``.
+FUTURE_LIMIT: Final = timedelta(days=1)
+
+
+def checked_now(value: str | None, *, simulate: bool) -> datetime:
+    """``--now`` for a command that sends and expires: refused (exit 1, nothing changed) when
+    more than :data:`FUTURE_LIMIT` ahead of this machine's clock, unless ``simulate``.
+
+    Everything due before that time would be sent at once and everything expiring before
+    it expired for good (a sync plans the same way), so a wrong year on a real database
+    would cost every patient their messages: only a test or dry-run database may jump ahead.
+    """
+    at = parse_now(value)
+    ahead = at - datetime.now(UTC)
+    if ahead > FUTURE_LIMIT and not simulate:
+        hours = ahead.total_seconds() / 3600
+        how_far = f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:,.0f} days"
+        fail(
+            f"--now {utc_text(at)} is {how_far} ahead of this machine's clock: every "
+            "reminder due before it would be sent now, and every one that expires before it "
+            "would expire for good. On a test or dry-run database add --simulate; to catch up "
+            "after an outage, leave --now out"
+        )
+    return at
+
+
 def utc_text(moment: datetime | None) -> str | None:
     """``2026-12-01T15:00:00Z`` (JSON output), or None."""
     return moment.isoformat().replace("+00:00", "Z") if moment else None
@@ -194,6 +220,14 @@ DatabaseOpt = Annotated[
 ]
 NowOpt = Annotated[
     str | None, typer.Option("--now", help="Pretend it is this time (ISO 8601 with offset).")
+]
+SimulateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--simulate",
+        help="Allow --now more than a day ahead of this machine's clock (test or dry-run "
+        "databases only: what is due or expires before it is sent or expired for good).",
+    ),
 ]
 PatientsOpt = Annotated[
     Path | None,

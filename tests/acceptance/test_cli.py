@@ -235,9 +235,10 @@ def test_late_enrollment_expires_past_milestones_and_never_sends_them(cli: Cli) 
     next_due = min(o.due_utc(surgery, NEW_YORK) for o in plan if o.milestone not in expired)
     later = next_due + timedelta(hours=1)
 
-    cli("sync", "--now", iso(now))
+    # Days ahead of the real clock: --simulate (a test database).
+    cli("sync", "--now", iso(now), "--simulate")
     rows = cli.timeline("P-2001")
-    counts = tick_counts(cli("tick", "--now", iso(later), "--json"))
+    counts = tick_counts(cli("tick", "--now", iso(later), "--simulate", "--json"))
     after = cli.timeline("P-2001")
 
     assert expired, "the test needs milestones that ended before enrollment"

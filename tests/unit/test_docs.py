@@ -21,3 +21,12 @@ def test_the_operations_guide_says_unsubscribe_links_carry_no_address() -> None:
     assert "@" not in token
     assert not re.search(r"unsubscribe (urls|links?) carr(y|ies) the (email )?address", guide, re.I)
     assert re.search(r"unsubscribe urls carry no address", guide, re.I)
+
+
+def test_the_readme_says_where_now_needs_simulate() -> None:
+    """The README's command-line section says a ``--now`` more than a day ahead needs ``--simulate``, and both commands list it."""
+    readme = " ".join((DOCS.parent / "README.md").read_text(encoding="utf-8").split())
+    assert "a T more than a day ahead of this machine's clock is refused" in readme
+    assert "unless `--simulate` is given too" in readme
+    assert "`sync [--now T [--simulate]]" in readme
+    assert "`tick [--now T [--simulate]]" in readme
