@@ -121,7 +121,7 @@ class App:
             target = twilio.api_base_url or "Twilio"
             notes.append(f"sms: Twilio ({target}), {settings.sms_rate or 'unlimited'} msg/s")
         else:
-            channels["sms"] = ConsoleChannel("sms", console)
+            channels["sms"] = ConsoleChannel("sms", console, text=settings.console_text)
             notes.append(
                 "sms: console (dry run); set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, "
                 "TWILIO_FROM_NUMBER"
@@ -133,7 +133,7 @@ class App:
                 f"{settings.email_rate or 'unlimited'} msg/s"
             )
         else:
-            channels["email"] = ConsoleChannel("email", console)
+            channels["email"] = ConsoleChannel("email", console, text=settings.console_text)
             notes.append("email: console (dry run); set SMTP_HOST and EMAIL_FROM")
         if settings.public_url and not settings.secret_key:
             notes.append(

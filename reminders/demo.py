@@ -53,7 +53,9 @@ def run_demo(config: Config, patients: Path, console: Console) -> None:
                 "console delivery"
             )
             channels: dict[str, Channel] = {
-                name: ConsoleChannel(name, console) for name in CHANNELS
+                # The demo is asked for to show the messages: texts even into a pipe.
+                name: ConsoleChannel(name, console, text=True)
+                for name in CHANNELS
             }
             dispatcher = Dispatcher(
                 OutboxManager(store),

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     workers: int = _env("REMINDERS_WORKERS", default=8, ge=1)
     #: Reminders claimed per transaction.
     batch_size: int = _env("REMINDERS_BATCH_SIZE", default=100, ge=1)
+    #: The console dry run prints message texts even when stdout is not a terminal.
+    console_text: bool = _env("REMINDERS_CONSOLE_TEXT", default=False)
 
     @classmethod
     def settings_customise_sources(
