@@ -9,10 +9,16 @@ Twilio's answers are classified here and nowhere else:
   before any resend;
 * permanent: every other 4xx, notably 21211 (invalid number), 21614 (not a mobile
   number), 21610 (recipient unsubscribed, which also opts the number out).
+
+Errors in the problem-document shape of Twilio's newer APIs (RFC 9457) are classified
+by their status and code like the usual ones. A 2xx answer whose body is not Twilio's
+JSON (a proxy or captive portal in the way), or that names no message SID, is in doubt
+(``bad-response``): the request got through, so the message may exist.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -21,7 +27,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 import requests
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -184,12 +194,25 @@ class TwilioChannel:
         try:
             created = self._client().messages.create(**params)
         except TwilioRestException as exc:
-            raise classify(
-                exc.status, exc.code, exc.msg, getattr(self._local, "retry_after", None)
-            ) from None
+            raise classify(exc.status, exc.code, exc.msg, self._retry_after()) from None
+        except TwilioServiceException as exc:
+            detail = exc.detail or exc.title
+            raise classify(exc.status, exc.code, detail, self._retry_after()) from None
         except requests.RequestException as exc:
             raise classify_transport(exc) from None
+        except json.JSONDecodeError:
+            raise InDoubtError(
+                "Twilio answered with a body that is not JSON (a proxy in the way?); "
+                "the message may have been created",
+                code="bad-response",
+            ) from None
+        if not created.sid:
+            raise InDoubtError("Twilio's answer names no message SID", code="bad-response")
         return Receipt(provider_id=str(created.sid))
+
+    def _retry_after(self) -> float | None:
+        """The ``Retry-After`` of this thread's last answer (set by the response hook)."""
+        return getattr(self._local, "retry_after", None)
 
     def close(self) -> None:
         """Nothing to release between batches: each worker thread keeps its client."""
@@ -213,6 +236,15 @@ class TwilioChannel:
             code = str(exc.code or exc.status)
             raise TransientError(
                 f"Twilio list failed ({exc.status}): {exc.msg}", code=code
+            ) from None
+        except TwilioServiceException as exc:
+            code = str(exc.code or exc.status)
+            raise TransientError(
+                f"Twilio list failed ({exc.status}): {exc.detail or exc.title}", code=code
+            ) from None
+        except json.JSONDecodeError:
+            raise TransientError(
+                "Twilio's message list is not JSON (a proxy in the way?)", code="bad-response"
             ) from None
         except TwilioException as exc:  # a failed page fetch raises the base class
             raise TransientError(f"Twilio list failed: {exc}", code="list") from None

@@ -723,3 +723,49 @@ def test_in_doubt_sms_of_a_renamed_patient_is_found_by_the_text_it_sent(rig: Rig
     assert (report.counts["reconciled"], report.counts["sent"]) == (1, 0)
     assert rig.fake.messages == [accepted]
     assert (rig.entry().status, rig.entry().provider_id) == ("sent", accepted.sid)
+
+
+# -- answers that are not Twilio's usual JSON ---------------------------------------------------
+
+
+def test_a_2xx_answer_that_is_not_json_is_in_doubt_and_reconciled_not_resent(rig: Rig) -> None:
+    """A create answered 200 with an HTML page (a proxy in the way) is in doubt (``bad-response``); reconciliation finds the message, never resent."""
+    rig.enrol(dana())
+    rig.fake.fail_next(Fault.accept_then_html())
+    dispatcher = rig.dispatcher()
+    assert dispatcher.tick(rig.due.at).counts["in_doubt"] == 1
+    assert (rig.entry().status, rig.entry().error_code) == ("planned", "bad-response")
+    [accepted] = rig.fake.messages
+    assert dispatcher.tick(rig.entry().not_before).counts["reconciled"] == 1
+    assert rig.fake.messages == [accepted]
+    assert (rig.entry().status, rig.entry().provider_id) == ("sent", accepted.sid)
+
+
+def test_a_message_list_that_is_not_json_postpones_the_reconciliation_and_sends_nothing(
+    rig: Rig,
+) -> None:
+    """When the list that reconciles an in-doubt send comes back as HTML, the question is asked again later; nothing is resent meanwhile."""
+    rig.enrol(dana())
+    rig.fake.fail_next(Fault.accept_then_500())
+    rig.fake.fail_next(Fault.html(), endpoint="list")
+    dispatcher = rig.dispatcher()
+    assert dispatcher.tick(rig.due.at).counts["in_doubt"] == 1
+    asked = dispatcher.tick(rig.entry().not_before).counts
+    assert (asked["in_doubt"], asked["sent"], asked["error"]) == (1, 0, 0)
+    assert dispatcher.tick(rig.entry().not_before).counts["reconciled"] == 1
+    assert len(rig.creates()) == len(rig.fake.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "outcome", "reminder"),
+    [(400, 21211, "failed", "failed"), (503, 20503, "in_doubt", "planned")],
+)
+def test_an_rfc_9457_error_answer_is_classified_like_twilios_usual_one(
+    rig: Rig, status: int, code: int, outcome: str, reminder: str
+) -> None:
+    """An error in the problem-document shape of Twilio's newer APIs is classified by its status and code, not left to crash the send."""
+    rig.enrol(dana())
+    rig.fake.fail_next(Fault.problem(status, code))
+    counts = rig.dispatcher().tick(rig.due.at).counts
+    assert (counts[outcome], counts["error"]) == (1, 0)
+    assert (rig.entry().status, rig.entry().error_code) == (reminder, str(code))

@@ -29,6 +29,7 @@ from reminders.testing.twilio.values import (
     HTTP_ERRORS,
     MAX_PAGE_SIZE,
     MAX_VALIDITY_PERIOD,
+    NOT_JSON,
     DateFilter,
     Endpoint,
     FakeMessage,
@@ -360,6 +361,10 @@ def answer(
         return None
     if fault is not None and kind == "status":
         return _fault_reply(fault)
+    if fault is not None and kind == "problem":
+        return _problem_reply(fault)
+    if fault is not None and kind == "html":
+        return Reply(200, {}, html=NOT_JSON)
     if fault is not None and kind == "timeout":
         return _fault_reply(Fault.status(503)) if fake._hold(fault.seconds) else None
 
@@ -382,6 +387,8 @@ def answer(
 
     if fault is not None and kind == "accept_then_500":
         return _fault_reply(Fault.status(500))
+    if fault is not None and kind == "accept_then_html":
+        return Reply(200, {}, html=NOT_JSON)
     if fault is not None and kind == "accept_then_timeout" and not fake._hold(fault.seconds):
         return None
     return reply
@@ -392,6 +399,20 @@ def _fault_reply(fault: Fault) -> Reply:
     code, message = HTTP_ERRORS.get(status, (status, "Error"))
     extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
     return TwilioError(status, fault.twilio_code or code, message).reply(extra)
+
+
+def _problem_reply(fault: Fault) -> Reply:
+    status, code = fault.http_status or 500, fault.twilio_code or 20500
+    return Reply(
+        status,
+        {
+            "type": f"https://www.twilio.com/docs/api/errors/{code}",
+            "title": HTTP_ERRORS.get(status, (code, "Error"))[1],
+            "status": status,
+            "code": code,
+            "detail": "The request could not be processed",
+        },
+    )
 
 
 def not_found(path: str) -> TwilioError:

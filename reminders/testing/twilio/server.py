@@ -207,9 +207,10 @@ class _Handler(BaseHTTPRequestHandler):
         if reply is None:
             self._drop()
             return
-        data = json.dumps(reply.payload).encode()
+        html = reply.html is not None
+        data = (reply.html or "").encode() if html else json.dumps(reply.payload).encode()
         headers = {
-            "Content-Type": "application/json; charset=utf-8",
+            "Content-Type": f"{'text/html' if html else 'application/json'}; charset=utf-8",
             "Content-Length": str(len(data)),
             "Twilio-Request-Id": "RQ" + uuid.uuid4().hex,
             **reply.headers,

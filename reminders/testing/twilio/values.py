@@ -29,8 +29,17 @@ MAX_VALIDITY_PERIOD: Final = 36_000
 Endpoint = Literal["create", "list", "fetch", "any"]
 #: What a fault does; see the :class:`Fault` constructors.
 FaultKind = Literal[
-    "status", "timeout", "accept_then_500", "accept_then_timeout", "drop_connection"
+    "status",
+    "problem",
+    "timeout",
+    "accept_then_500",
+    "accept_then_timeout",
+    "accept_then_html",
+    "html",
+    "drop_connection",
 ]
+#: The page a proxy or a captive portal answers in Twilio's place.
+NOT_JSON: Final = "<html><body><h1>200 OK</h1><p>Welcome to nginx!</p></body></html>"
 #: A per-test fault policy: ``(create_index, form_params) -> Fault | None``.
 FaultHook = Callable[[int, Mapping[str, str]], "Fault | None"]
 
@@ -65,6 +74,24 @@ class Fault:
         if not 400 <= code <= 599:
             raise ValueError(f"a status fault needs a 4xx or 5xx code, not {code}")
         return cls("status", http_status=code, twilio_code=twilio_code, retry_after=retry_after)
+
+    @classmethod
+    def problem(cls, code: int, twilio_code: int) -> Fault:
+        """Answer ``code`` with an RFC 9457 problem document (``type``, ``title``, ``status``,
+        ``code``), the error shape of Twilio's newer APIs, before anything is recorded."""
+        if not 400 <= code <= 599:
+            raise ValueError(f"a problem fault needs a 4xx or 5xx code, not {code}")
+        return cls("problem", http_status=code, twilio_code=twilio_code)
+
+    @classmethod
+    def html(cls) -> Fault:
+        """Answer 200 with an HTML page instead of JSON (a proxy in the way); nothing is recorded."""
+        return cls("html")
+
+    @classmethod
+    def accept_then_html(cls) -> Fault:
+        """Record the message as accepted, then answer 200 with an HTML page instead of JSON."""
+        return cls("accept_then_html")
 
     @classmethod
     def timeout(cls, seconds: float) -> Fault:
@@ -182,11 +209,12 @@ class TwilioError:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An HTTP answer: status, JSON body, extra headers."""
+    """An HTTP answer: status, JSON body, extra headers (``html``: an HTML body instead)."""
 
     status: int
     payload: Mapping[str, Any]
     headers: Mapping[str, str] = field(default_factory=dict)
+    html: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
