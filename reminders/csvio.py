@@ -12,7 +12,9 @@ know which one theirs uses. This reader:
   lost without a word;
 * reads UTF-8, with or without the byte-order mark Excel writes, and says how to save
   the file as "CSV UTF-8" when it is in Excel's Windows-1252 or UTF-16 instead;
-* refuses a file over its size limit before reading it.
+* refuses a file over its size limit before reading it, and stops reading one that
+  passes the limit while it is read (a pipe, a device, a file still growing), however
+  long its lines.
 
 Rows are streamed: an unreadable row raises when it is reached, so callers act on the
 records only once the iteration has finished.
@@ -21,12 +23,13 @@ records only once the iteration has finished.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from reminders.errors import ConfigError
 from reminders.fields import shorten
@@ -67,21 +70,51 @@ def read_rows(
     reader = _Reader(str(path), list(columns), list(required), error, max_bytes)
     try:
         check_file_size(path, max_bytes)
+        # One opening, read through a cap: a pipe can be read only once, and a line
+        # without an end must not be read whole before it is counted.
+        with path.open("rb") as raw:
+            capped = io.BufferedReader(_Capped(raw, max_bytes))
+            if capped.peek(2)[:2] in _UTF16_MARKS:
+                raise reader.fail(f'is saved as UTF-16 (Excel\'s "Unicode Text"): {SAVE_AS_UTF8}')
+            handle = io.TextIOWrapper(capped, encoding="utf-8-sig", newline="")
+            try:
+                yield from reader.rows(handle)
+            except UnicodeDecodeError as exc:
+                # Only a plain file can be read again to find the row (a pipe cannot).
+                row, byte = (
+                    _first_undecodable(path, max_bytes)
+                    if path.is_file()
+                    else (0, exc.object[exc.start])
+                )
+                raise reader.fail(
+                    f'is not UTF-8 text (byte 0x{byte:02x}; Excel\'s plain "CSV" is '
+                    f"Windows-1252): {SAVE_AS_UTF8}",
+                    f"row {row}" if row else "",
+                ) from None
     except DocumentTooLarge as exc:
         raise reader.fail(f"refused: {exc}") from None
-    with path.open("rb") as probe:
-        if probe.read(2) in _UTF16_MARKS:
-            raise reader.fail(f'is saved as UTF-16 (Excel\'s "Unicode Text"): {SAVE_AS_UTF8}')
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        try:
-            yield from reader.rows(handle)
-        except UnicodeDecodeError:
-            row, byte = _first_undecodable(path, max_bytes)
-            raise reader.fail(
-                f'is not UTF-8 text (byte 0x{byte:02x}; Excel\'s plain "CSV" is Windows-1252): '
-                f"{SAVE_AS_UTF8}",
-                f"row {row}",
-            ) from None
+
+
+class _Capped(io.RawIOBase):
+    """A binary file that raises DocumentTooLarge once more than ``limit`` bytes come from it."""
+
+    def __init__(self, raw: BinaryIO, limit: int) -> None:
+        self._raw = raw
+        self._limit = limit
+        self._read = 0
+
+    def readable(self) -> bool:
+        """Always: it is read, never written."""
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]  # typeshed: WriteableBuffer
+        """Fill ``buffer`` from the file; raise past the limit."""
+        data = self._raw.read(min(len(buffer), self._limit + 1 - self._read))
+        self._read += len(data)
+        if self._read > self._limit:
+            raise DocumentTooLarge(f"the file is over the limit of {self._limit:,} bytes")
+        buffer[: len(data)] = data
+        return len(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +200,8 @@ class _Reader:
 
 def _first_undecodable(path: Path, max_bytes: int) -> tuple[int, int]:
     """The line number and first offending byte of the first line that is not UTF-8."""
-    with path.open("rb") as handle:
-        for number, line in enumerate(itertools.islice(handle, max_bytes), start=1):
+    with path.open("rb") as raw:
+        for number, line in enumerate(io.BufferedReader(_Capped(raw, max_bytes)), start=1):
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as exc:

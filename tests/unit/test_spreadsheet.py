@@ -5,10 +5,14 @@ Separators, header names, encodings: what Excel, LibreOffice and Numbers write.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from reminders.csvio import read_rows
 from reminders.errors import PatientFileError
 from reminders.models import Schedules
 from reminders.patients import PatientFile, load_patients, records_with_problems
@@ -211,3 +215,42 @@ def test_problems_and_rejected_records_are_counted_apart(
 
     assert (len(result.patients), len(result.problems), result.rejected) == (1, 3, 2)
     assert records_with_problems(result.problems) == 2
+
+
+def test_a_csv_that_never_ends_a_line_is_refused_after_reading_at_most_its_limit(
+    tmp_path: Path,
+) -> None:
+    """A patients CSV that is a pipe pouring out one endless line is refused once its size limit is read, not read whole into memory."""
+    limit = 1 << 20
+    fifo = tmp_path / "export.csv"
+    os.mkfifo(fifo)
+    written = 0
+
+    def pour() -> None:
+        """Write 20 MiB (a header, then one line) to every reader that opens the pipe."""
+        nonlocal written
+        give_up = time.monotonic() + 10
+        while written < 20 * limit and time.monotonic() < give_up:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: no reader has the pipe open yet
+                time.sleep(0.01)
+                continue
+            os.set_blocking(fd, True)
+            try:
+                with os.fdopen(fd, "wb") as pipe:
+                    pipe.write(b"id,first_name,surgery_date\nP-1,")
+                    while written < 20 * limit:
+                        pipe.write(b"A" * 65536)
+                        written += 65536
+            except BrokenPipeError:
+                give_up = time.monotonic() + 1  # a reader that opens it again soon gets the rest
+
+    writer = threading.Thread(target=pour, daemon=True)
+    writer.start()
+    rows = read_rows(fifo, ("id", "first_name", "surgery_date"), ("id",), PatientFileError, limit)
+    with pytest.raises(PatientFileError, match=r"refused: .*over the limit of 1,048,576 bytes"):
+        list(rows)
+    writer.join(timeout=60)
+    assert not writer.is_alive()
+    assert written <= limit + (1 << 18), f"{written:,} bytes read for a limit of {limit:,}"
