@@ -106,10 +106,7 @@ class Store:
         if migrate:
             from reminders.store import migrate as migrations  # noqa: PLC0415  # they import this package
 
-            try:
-                migrations.upgrade(self.engine)
-            except sa.exc.OperationalError as exc:
-                raise StoreError(f"cannot open database {self.safe_url}: {exc.orig}") from None
+            migrations.upgrade(self.engine)  # its errors are StoreErrors already
 
     @property
     def safe_url(self) -> str:
@@ -145,33 +142,36 @@ class Store:
         """Database errors as StoreError saying what failed, never with the statement's values."""
         try:
             yield
-        except sa.exc.DBAPIError as exc:
+        except sa.exc.SQLAlchemyError as exc:  # the driver's errors, and the pool's
             lead = f"{failure}: " if failure else ""
             raise StoreError(f"{lead}database {self.safe_url}: {describe(exc)}") from None
 
     def checkpoint(self) -> None:
         """Fold SQLite's write-ahead log back into the database file (no-op elsewhere)."""
         if self.dialect == "sqlite":
-            with self.engine.connect() as conn:
+            with self._errors(), self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def ping(self) -> None:
         """Raise StoreError unless the database answers."""
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"database {self.safe_url} is unreachable: {exc}") from None
+        with self._errors("unreachable"), self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
 
 
-def describe(exc: sa.exc.DBAPIError) -> str:
+def describe(exc: sa.exc.SQLAlchemyError) -> str:
     """What the database said, without the data: the driver's error class and first line.
 
     SQLAlchemy's own text adds the statement and its parameters, and PostgreSQL's detail
     lines repeat the failing row ("Failing row contains (P-1001, Dana, ...)"), so both are
     left out; so is the first line of a data exception (SQLSTATE class 22), which quotes
-    the value it could not take.
+    the value it could not take, and the message of a value that could not even be bound.
+    Errors of SQLAlchemy's own (a pool timeout) hold no data: their first line is kept.
     """
+    if not isinstance(exc, sa.exc.DBAPIError):
+        if isinstance(exc, sa.exc.StatementError) and exc.orig is not None:
+            return f"{type(exc.orig).__name__}: a value could not be sent to the database"
+        lines = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
     orig = exc.orig
     kind = type(orig).__name__
     state = getattr(orig, "sqlstate", None) or ""

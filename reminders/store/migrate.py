@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from reminders import logs
 from reminders.errors import StoreError
+from reminders.store.engine import describe
 
 # Before Alembic is imported, since it logs a line per plugin at INFO as it is imported.
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -128,16 +129,26 @@ def revisions(engine: Engine) -> Revisions:
     try:
         with engine.connect() as conn:
             return Revisions(current(conn), head())
-    except sa.exc.OperationalError as exc:
-        raise StoreError(f"cannot open database {_safe_url(engine)}: {exc.orig}") from None
+    except sa.exc.DBAPIError as exc:
+        raise StoreError(f"cannot open database {_safe_url(engine)}: {describe(exc)}") from None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> Upgrade:
     """Bring the database to ``revision``, safely against concurrent starts.
 
     Raises StoreError, changing nothing, when the database is at a revision this
-    version does not ship.
+    version does not ship, or when the database fails the migration (a full disk: it
+    is one transaction, rolled back).
     """
+    try:
+        return _upgrade(engine, revision)
+    except sa.exc.DBAPIError as exc:
+        raise StoreError(
+            f"cannot migrate database {_safe_url(engine)}, nothing changed: {describe(exc)}"
+        ) from None
+
+
+def _upgrade(engine: Engine, revision: str) -> Upgrade:
     with engine.connect().execution_options(write=True) as conn, conn.begin():
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})

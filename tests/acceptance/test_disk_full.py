@@ -9,10 +9,13 @@ through the service as a full file system. Nothing in the package knows about it
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from reminders.testing import runner
 from reminders.testing.runner import Result
@@ -40,15 +43,16 @@ if _pages:
 
 
 def full_disk(cli: Cli, tmp_path: Path) -> dict[str, str]:
-    """Environment under which ``cli``'s database cannot grow by a single page."""
+    """Environment under which ``cli``'s database cannot grow by a single page (nor be created)."""
     site = tmp_path / "full-disk"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
-    path = database_file(cli)
-    with sqlite3.connect(path) as db:
-        pages = db.execute("PRAGMA page_count").fetchone()[0]
-        assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0
-    db.close()
+    path, pages = database_file(cli), 1
+    if path.exists():
+        with sqlite3.connect(path) as db:
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        db.close()
     return {"PYTHONPATH": str(site), "SQLITE_MAX_PAGE_COUNT": str(pages)}
 
 
@@ -103,6 +107,19 @@ def test_sync_on_a_full_disk_says_so_in_one_line_and_changes_nothing(
     assert status(cli) == before
     cli("sync", "--now", "2026-11-15T12:00:00Z")
     assert sum(status(cli)["patients"].values()) == 205
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("sync",)])
+def test_creating_the_database_on_a_full_disk_says_so_in_one_line(
+    cli: Cli, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """``db upgrade`` (or the first ``sync``) with no room to create the tables exits 1 with one line, no traceback; with room it works."""
+    result = cli(*command, expect=None, env=full_disk(cli, tmp_path))
+
+    line = failed_cleanly(result)
+    assert re.match(r"error: (cannot migrate|cannot open) database sqlite:///", line), line
+    cli("db", "upgrade")
+    assert cli("db", "current").stdout.strip().endswith("(head)")
 
 
 def test_a_tick_that_fills_the_disk_exits_1_gives_back_its_leases_and_sends_nothing_twice(
