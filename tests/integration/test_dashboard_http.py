@@ -336,3 +336,13 @@ def test_a_failure_leaves_the_worklist_once_a_later_text_reaches_the_patient(boa
     page = client.get("/app/worklist").text
     assert "code 21211" not in page
     assert 'Messages that could not be delivered <span class="count">0</span>' in page
+
+
+def test_the_patient_page_shows_each_email_exactly_as_it_went_out(board: Board) -> None:
+    """P-4's day-1 email on her page is the text the email channel sent (unsubscribe and calendar links included), marked as sent."""
+    [mail] = [m for m in board.desk.email.sent if m.to == "aroha.ngata@example.com"]
+    page = board.sign_in().get("/app/patients/P-4").text
+    bodies = [unescape(b) for b in re.findall(r'<pre class="body">(.*?)</pre>', page, re.S)]
+    assert mail.text in bodies
+    assert "today&#39;s text" not in page
+    assert "The message (as sent)" in page

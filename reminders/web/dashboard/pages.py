@@ -83,14 +83,15 @@ def messages_as_sent(
         if r.status not in ACCEPTED:
             shown.append(Shown(r, attempts=tries))
             continue
-        unsubscribe = (
-            composer.unsubscribe.url(r.id)
-            if composer.unsubscribe and r.channel == "email" and r.id
-            else None
-        )
+        # The links an email carries, as Composer.message puts them in.
+        links = composer.unsubscribe if r.channel == "email" and r.id else None
         try:
             rendered = composer.render_occurrence(
-                r, recipient, unsubscribe_url=unsubscribe, first=r.channel not in reached
+                r,
+                recipient,
+                unsubscribe_url=links.url(r.id) if links and r.id else None,
+                calendar_url=links.calendar(r.id) if links and r.id else None,
+                first=r.channel not in reached,
             )
         except TemplateError:
             shown.append(
