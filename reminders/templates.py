@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import jinja2
+from jinja2.loaders import split_template_path
 
 from reminders.errors import TemplateError
 from reminders.sandbox import BoundedEnvironment, budget
 from reminders.sms import MAX_SEGMENTS, count_segments
+from reminders.yamlio import DocumentTooLarge, read_bounded
 
 TEMPLATES_DIR: Final = "templates"
 #: Largest template file read, in bytes.
@@ -59,15 +61,33 @@ _ENVIRONMENT: Final[dict[str, Any]] = {
 
 
 class _BoundedLoader(jinja2.FileSystemLoader):
-    """Reads template files, refusing one over MAX_TEMPLATE_BYTES before reading it."""
+    """Reads template files, refusing one over MAX_TEMPLATE_BYTES before reading it.
+
+    Jinja's own loader reads a whole file before anything can look at its size, so the
+    file is found and read here, through :func:`~reminders.yamlio.read_bounded`.
+    """
 
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str, Callable[[], bool]]:
-        source, filename, uptodate = super().get_source(environment, template)
-        if len(source.encode()) > MAX_TEMPLATE_BYTES:
-            raise _TooLarge(template)
-        return source, filename, uptodate
+        pieces = split_template_path(template)
+        found = (Path(folder, *pieces) for folder in self.searchpath)
+        path = next((p for p in found if p.is_file()), None)
+        if path is None:
+            raise jinja2.TemplateNotFound(template)
+        try:
+            source = read_bounded(path, MAX_TEMPLATE_BYTES).decode(self.encoding)
+        except DocumentTooLarge:
+            raise _TooLarge(template) from None
+        mtime = path.stat().st_mtime
+
+        def uptodate() -> bool:
+            try:
+                return path.stat().st_mtime == mtime
+            except OSError:
+                return False
+
+        return source, str(path), uptodate
 
 
 class _TooLarge(jinja2.TemplateError):

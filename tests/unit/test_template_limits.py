@@ -6,6 +6,7 @@ while computing, is a TemplateError naming its file, never a traceback or a hang
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,23 @@ def test_template_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
     assert caught.value.detail == (
         f"the file is larger than the limit of {MAX_TEMPLATE_BYTES:,} bytes"
     )
+
+
+def test_a_huge_template_file_is_refused_without_being_read(tmp_path: Path) -> None:
+    """A 64 MiB template file (sparse: it takes no disk) is refused before it is read: the refusal allocates far less than the file."""
+    folder = tmp_path / "templates" / "en"
+    folder.mkdir(parents=True)
+    with (folder / "probe.sms.j2").open("wb") as huge:
+        huge.truncate(64 << 20)
+    templates = Templates(tmp_path / "templates")
+    tracemalloc.start()
+    try:
+        with pytest.raises(TemplateError, match="larger than the limit"):
+            templates.render("sms", "en", "probe", CONTEXT)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MAX_TEMPLATE_BYTES, f"{peak:,} bytes allocated to refuse it"
 
 
 def test_ordinary_template_features_still_render(tmp_path: Path) -> None:
