@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from reminders import tokens
+from reminders.accounts import IDLE_TIMEOUT, MIN_PASSWORD
 from reminders.patients import MAX_PATIENTS_BYTES
 from reminders.sandbox import MAX_INT_BITS, MAX_OUTPUT, MAX_RANGE, MAX_STEPS, MAX_VALUE
 from reminders.templates import MAX_TEMPLATE_BYTES
@@ -55,3 +56,5 @@ def test_the_threat_model_is_linked_and_names_only_code_and_tests_that_exist() -
     assert f"({MAX_CONFIG_BYTES >> 20} MiB; {MAX_PATIENTS_BYTES >> 20} MiB for patients)" in flat
     assert f"at most {MAX_DEPTH} levels deep" in flat
     assert f"more than {ALIAS_GROWTH} times larger" in flat
+    assert f"passwords of {MIN_PASSWORD} characters or more" in flat
+    assert f"idle after {IDLE_TIMEOUT.total_seconds() / 3600:.0f} hours" in flat
