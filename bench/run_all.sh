@@ -36,6 +36,7 @@ for db in "${backends[@]}"; do
     run bench.memory $db --patients 5000 --idle 5
     run bench.apscheduler_baseline $db --patients 100 --drops 100 --outage 2
     run bench.dashboard $db --patients 5000 --runs 50
+    run bench.status $db --patients 2000 --stuck 200
   else
     run bench.plan $db
     run bench.claim $db
@@ -44,6 +45,7 @@ for db in "${backends[@]}"; do
     run bench.lateness $db --burst 500
     run bench.memory $db
     run bench.apscheduler_baseline $db
+    run bench.status $db
   fi
 done
 exit $status

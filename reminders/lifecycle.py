@@ -136,6 +136,28 @@ class FhirStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class Attention(StrEnum):
+    """Why a reminder needs a coordinator's eye (``reminders status``), most urgent first.
+
+    A provider outage shows here: its reminders are retrying or in doubt while it lasts,
+    and expired (tried, never delivered) once their deadline passed.
+    """
+
+    #: An attempt may have reached the provider (5xx, a timeout): checked with the
+    #: provider before anything is sent again. Still ``planned``.
+    IN_DOUBT = "in_doubt"
+    #: An attempt failed in a way worth retrying (outage, rate limit, SMTP 4xx): tried
+    #: again by itself until its deadline. Still ``planned``.
+    RETRYING = "retrying"
+    #: Tried and never delivered before its deadline: ``expired`` with attempts.
+    EXPIRED = "expired"
+    #: Will not be sent: a permanent error, no address, a broken template (``failed``).
+    FAILED = "failed"
+
+
+#: What ``tick`` reports as stuck (exit 3): waiting on the provider, or lost to it.
+STUCK: Final = (Attention.IN_DOUBT, Attention.RETRYING, Attention.EXPIRED)
+
 #: Statuses a patients file may set (``completed`` is reached, not set).
 FILE_STATUSES: Final = (
     EnrollmentStatus.ACTIVE,

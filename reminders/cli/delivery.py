@@ -23,6 +23,7 @@ from reminders.patients import records_with_problems
 from reminders.sync import SyncReport, sync_patients
 
 from .root import (
+    EXIT_STUCK,
     JsonOpt,
     NowOpt,
     PatientsOpt,
@@ -34,6 +35,7 @@ from .root import (
     make_app,
     out,
 )
+from .status import counted, stuck
 
 
 def run_sync(application: App, *, now: datetime, force: bool) -> SyncReport:
@@ -145,7 +147,12 @@ def tick(
     as_json: JsonOpt = False,
     simulate: SimulateOpt = False,
 ) -> None:
-    """Sync, then deliver everything due at --now (default: now), wait for the outcome, exit."""
+    """Sync, then deliver everything due at --now (default: now), wait for the outcome, exit.
+
+    Exit 0 when all went well; 1 when a patient record had a problem or a reminder failed;
+    3 when reminders are stuck after it (in doubt, retrying, or expired during it after
+    failed tries: a provider outage; ``reminders status`` lists them).
+    """
     at = checked_now(now, simulate=simulate)
     application = make_app(ctx, patients)
     with errors():
@@ -161,13 +168,19 @@ def tick(
             for note in notes:
                 err.print(f"[dim]{escape(note)}[/]")
         result: TickReport = application.dispatcher(config, channels).tick(at)
+        left = stuck(application, at)
     counts = result.as_dict()
     if as_json:
-        out.print_json(json.dumps({**counts, "problems": [str(p) for p in report.problems]}))
+        problems = [str(p) for p in report.problems]
+        out.print_json(json.dumps({**counts, "problems": problems, "stuck": left}))
     else:
         out.print("tick: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+        if any(left.values()):
+            out.print(f"stuck: {counted(left)}; `reminders status` lists them")
     if report.problems or counts[Outcome.FAILED]:
         raise typer.Exit(1)
+    if any(left.values()):
+        raise typer.Exit(EXIT_STUCK)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``timeline`` and ``status``: what was sent, what will be, and what needs a coordinator."""
+"""``timeline``: what was sent to one patient, what will be, and when."""
 
 from __future__ import annotations
 
@@ -123,53 +123,3 @@ def timeline(
                 if message.get("subject"):
                     out.print(f"Subject: {escape(message['subject'])}")
                 out.print(escape(message["text"]))
-
-
-@app.command()
-def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Counts of patients and reminders by status, the next due time, what needs a coordinator."""
-    application = read_app(ctx)
-    with errors(), application.store.read() as tx:
-        summary = tx.views.summary()
-    if as_json:
-        out.print_json(
-            json.dumps(
-                {
-                    "patients": summary.patients,
-                    "reminders": summary.reminders,
-                    "next_due": utc_text(summary.next_due),
-                    "opted_out": summary.opted_out,
-                    "failures": [entry_json(f, ZoneInfo("UTC")) for f in summary.failures],
-                }
-            )
-        )
-        return
-    table = Table(title="Patients and reminders")
-    table.add_column("what")
-    table.add_column("status")
-    table.add_column("count", justify="right")
-    for state, n in sorted(summary.patients.items()):
-        table.add_row("patients", state, str(n))
-    for state, n in sorted(summary.reminders.items()):
-        table.add_row("reminders", styled(state), str(n))
-    for channel, n in sorted(summary.opted_out.items()):
-        table.add_row("opted out", channel, str(n))
-    out.print(table)
-    out.print(
-        f"next due: {summary.next_due:%Y-%m-%d %H:%M UTC}"
-        if summary.next_due
-        else "next due: nothing planned"
-    )
-    if summary.failures:
-        failures = Table(title="Needs a coordinator (recent failures)")
-        for column in ("patient", "milestone", "channel", "code", "error"):
-            failures.add_column(column)
-        for f in summary.failures:
-            failures.add_row(
-                f.patient_id,
-                f"{f.milestone} #{f.occurrence}",
-                f.channel,
-                f.error_code or "",
-                escape(f.error or ""),
-            )
-        out.print(failures)

@@ -12,6 +12,7 @@ Exit codes: 0 ok, 1 errors found or operation failed, 2 usage; ``tick`` adds
 from __future__ import annotations
 
 import copy
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -142,6 +143,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` on stderr (an error unless ``code`` is 0) and exit with ``code``."""
     err.print(f"[red]error:[/] {message}" if code else message, markup=True)
     raise typer.Exit(code)
+
+
+def print_json(document: Any) -> None:
+    """``document`` as indented JSON on stdout, written as is: Rich's ``print_json`` takes
+    about a millisecond per object, 20 s for the 20,000 reminders of an outage."""
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
 @contextmanager

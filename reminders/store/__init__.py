@@ -34,10 +34,12 @@ from reminders.store.schema import (
     User,
     UTCDateTime,
 )
-from reminders.store.views import StatusSummary, TimelineEntry
+from reminders.store.views import AttentionItem, AttentionPage, StatusSummary, TimelineEntry
 
 __all__ = [
     "Attempt",
+    "AttentionItem",
+    "AttentionPage",
     "AuditEvent",
     "Claimed",
     "Enrollment",

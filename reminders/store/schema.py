@@ -59,6 +59,13 @@ _RETRYING: Final = sa.text(f"status = '{ReminderStatus.PLANNED}' AND attempts > 
 _SENT: Final = sa.text("sent_at IS NOT NULL")
 #: Accepted by the provider (sent or delivered).
 _REACHED: Final = sa.text(f"status IN ('{ReminderStatus.SENT}', '{ReminderStatus.DELIVERED}')")
+#: Reminders that need a coordinator (:class:`~reminders.lifecycle.Attention`): failed, or
+#: tried and still planned (retrying, in doubt) or expired. One text for the queries and
+#: the partial index ``ix_reminders_attention``, so that SQLite matches them term for term.
+NEEDS_ATTENTION: Final = sa.text(
+    f"(status = '{ReminderStatus.FAILED}' OR (attempts > 0 AND status IN "
+    f"('{ReminderStatus.PLANNED}', '{ReminderStatus.EXPIRED}')))"
+)
 
 
 class Enrollment(SQLModel, table=True):
@@ -143,6 +150,13 @@ class Reminder(SQLModel, table=True):
             "sent_at",
             sqlite_where=_REACHED,
             postgresql_where=_REACHED,
+        ),
+        # The few that need a coordinator, among millions (migration 0006).
+        sa.Index(
+            "ix_reminders_attention",
+            "updated_at",
+            sqlite_where=NEEDS_ATTENTION,
+            postgresql_where=NEEDS_ATTENTION,
         ),
     )
 

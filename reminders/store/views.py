@@ -18,17 +18,19 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
 from reminders.errors import UnknownPatient
-from reminders.lifecycle import AttemptOutcome, ReminderStatus
+from reminders.lifecycle import AttemptOutcome, Attention, ReminderStatus
 from reminders.store.schema import (
     ATTEMPTS,
     AUDIT,
     ENROLLMENTS,
+    NEEDS_ATTENTION,
     OPT_OUTS,
     REMINDERS,
     Enrollment,
     Reminder,
     active,
     aware,
+    in_doubt_ids,
     in_lists,
 )
 
@@ -50,6 +52,44 @@ class StatusSummary:
     failures: list[TimelineEntry]
     #: Addresses opted out, by channel.
     opted_out: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionItem:
+    """One reminder that needs a coordinator, and why."""
+
+    #: Why it needs a coordinator.
+    state: Attention
+    #: The reminder as stored: attempts, error code and text, deadline.
+    reminder: TimelineEntry
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionPage:
+    """One page of the reminders that need a coordinator, most urgent first."""
+
+    #: How many need a coordinator in all, by state (every state present).
+    counts: dict[str, int]
+    #: The reminders of this page.
+    items: list[AttentionItem]
+    #: How many come before this page.
+    offset: int
+
+    @property
+    def total(self) -> int:
+        """How many need a coordinator in all."""
+        return sum(self.counts.values())
+
+
+def _attention_state() -> sa.ColumnElement[Any]:
+    """The :class:`Attention` of a row that matches ``NEEDS_ATTENTION``."""
+    r = REMINDERS.c
+    return sa.case(
+        (r.status == ReminderStatus.FAILED, sa.literal(Attention.FAILED.value)),
+        (r.status == ReminderStatus.EXPIRED, sa.literal(Attention.EXPIRED.value)),
+        (r.id.in_(in_doubt_ids()), sa.literal(Attention.IN_DOUBT.value)),
+        else_=sa.literal(Attention.RETRYING.value),
+    )
 
 
 class ViewQueries:
@@ -177,6 +217,38 @@ class ViewQueries:
             failures=failed,
             opted_out=opted,
         )
+
+    def attention_counts(self, *, expired_since: datetime | None = None) -> dict[str, int]:
+        """How many reminders need a coordinator, by :class:`Attention` (every state present).
+
+        ``expired_since`` counts only the reminders that expired at or after it (``tick``:
+        what this tick lost to an outage, not every outage before).
+        """
+        state = _attention_state()
+        query = sa.select(state, sa.func.count()).where(NEEDS_ATTENTION).group_by(state)
+        if expired_since is not None:
+            r = REMINDERS.c
+            query = query.where(
+                sa.or_(r.status != ReminderStatus.EXPIRED, r.updated_at >= expired_since)
+            )
+        return {a.value: 0 for a in Attention} | self._counts(query)
+
+    def attention(self, *, offset: int = 0, limit: int | None = None) -> AttentionPage:
+        """Reminders that need a coordinator: in doubt, retrying, expired after attempts,
+        failed; in that order, the most recently changed first within each."""
+        state = _attention_state()
+        rank = sa.case({a.value: n for n, a in enumerate(Attention)}, value=state)
+        query = (
+            select(Reminder, state)
+            .where(NEEDS_ATTENTION)
+            .order_by(rank, col(Reminder.updated_at).desc(), col(Reminder.id).desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        with self._session() as session:
+            rows = session.exec(query).all()
+        items = [AttentionItem(Attention(s), r) for r, s in rows]
+        return AttentionPage(self.attention_counts(), items, offset)
 
     def reminder_counts(self) -> dict[str, int]:
         """Reminders by status."""

@@ -46,6 +46,8 @@ def test_transient_faults_are_retried_until_each_sms_arrived_exactly_once(
 
     assert totals["sent"] + totals["reconciled"] == COUNT
     assert (totals["failed"], totals["expired"]) == (0, 0)
+    # Ticks that left reminders retrying or in doubt exited 3; the last one left none.
+    assert counts["stuck"] == {"in_doubt": 0, "retrying": 0, "expired": 0}
     # Faults did happen, of every kind: plain retries (429), in-doubt 5xx, and
     # accepted-then-500 sends found by reconciliation instead of being resent.
     assert totals["retry"] > 0
