@@ -13,11 +13,15 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
-from reminders.lifecycle import SMS_TOO_LONG, Attention
+from reminders.lifecycle import SMS_TOO_LONG, UNRECONCILED, Attention
 
 _OUTAGE: Final = "Many at once is an outage: tell operations."
 _TWILIO_DOWN: Final = "Twilio failed on its side (an outage, or an error of its own). " + _OUTAGE
 _UNREACHABLE: Final = "Twilio could not be reached: the text did not go out. " + _OUTAGE
+_UNRECONCILED: Final = (
+    "An earlier try may have reached the patient, but the provider could not be asked before "
+    "the deadline. Ask the patient whether it arrived."
+)
 _NEW_MOBILE: Final = (
     "Ask for a mobile number, or set `channels: [email]`; call the patient about the missed "
     "message."
@@ -52,6 +56,8 @@ MEANINGS: Final[Mapping[tuple[str, str], str]] = {
     ("sms", "list"): "Twilio could not be asked whether an earlier try went out. " + _OUTAGE,
     ("sms", SMS_TOO_LONG): "The text is longer than 2 SMS with this patient's name: shorten the "
     "first name in the patients file (or have the template shortened).",
+    ("sms", UNRECONCILED): _UNRECONCILED,
+    ("email", UNRECONCILED): _UNRECONCILED,
     ("email", "550"): "The mail server refused the address (the mailbox does not exist or is "
     "disabled): check the spelling of `email` with the patient and correct it.",
     ("email", "535"): "The mail server refused the clinic's login: tell operations.",
@@ -98,7 +104,7 @@ def cause(channel: str, code: str | None, error: str | None) -> str:
     return f"{error}." if error and not error.endswith(".") else (error or "")
 
 
-def next_step(state: Attention, expires_at: datetime) -> str:
+def next_step(state: Attention, expires_at: datetime | None = None) -> str:
     """What happens to a reminder in ``state`` now, and what a coordinator may need to do."""
     if state is Attention.IN_DOUBT:
         return (
@@ -106,7 +112,8 @@ def next_step(state: Attention, expires_at: datetime) -> str:
             "so it is never sent twice."
         )
     if state is Attention.RETRYING:
-        return f"The service tries again by itself until {expires_at:%Y-%m-%d %H:%M} UTC."
+        until = f"{expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "its deadline"
+        return f"The service tries again by itself until {until}."
     if state is Attention.EXPIRED:
         return (
             "Its deadline passed before it could be delivered: it will not be sent. "
@@ -116,7 +123,11 @@ def next_step(state: Attention, expires_at: datetime) -> str:
 
 
 def meaning(
-    state: Attention, channel: str, code: str | None, error: str | None, expires_at: datetime
+    state: Attention,
+    channel: str,
+    code: str | None,
+    error: str | None,
+    expires_at: datetime | None = None,
 ) -> str:
     """What happened to a reminder that needs a coordinator, and what comes next, in plain words."""
     return f"{cause(channel, code, error)} {next_step(state, expires_at)}".strip()

@@ -247,6 +247,9 @@ def unrenderable(detail: str) -> Transition:
 
 #: Error code of an SMS refused before the provider because it is past the segment limit.
 SMS_TOO_LONG: Final = "sms-too-long"
+#: Error code of a reminder left in doubt whose provider could not be asked before its
+#: deadline: it may have reached the patient, and is never sent again.
+UNRECONCILED: Final = "unreconciled"
 
 
 def sms_too_long(segments: int, limit: int, size: str) -> Transition:
@@ -335,6 +338,7 @@ def reconcile_failed(
         return Transition(
             Outcome.FAILED,
             ReminderStatus.FAILED,
+            error_code=UNRECONCILED,
             error=f"in doubt, could not reconcile: {error}",
             event=event,
         )

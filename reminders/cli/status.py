@@ -120,6 +120,7 @@ def _print_counts(summary: StatusSummary) -> None:
 
 
 def _print_attention(attention: AttentionPage, limit: int) -> None:
+    """The page as a table, then what each code on it means, once per code and state."""
     total = attention.total
     out.print(f"needs a coordinator: {counted(attention.counts)}")
     if not total:
@@ -130,12 +131,16 @@ def _print_attention(attention: AttentionPage, limit: int) -> None:
         out.print(f"no reminders on this page: {total} in {pages} page(s) of {limit}")
         return
     table = Table(title="Needs a coordinator (in doubt, retrying, expired, failed)")
-    for column in ("patient", "milestone", "channel", "state", "tries", "last change (UTC)"):
+    columns = ("patient", "milestone", "channel", "state", "tries", "last change", "deadline")
+    for column in (*columns, "code"):
         table.add_column(column, justify="right" if column == "tries" else "left")
-    table.add_column("code")
-    table.add_column("what happened, what to do", overflow="fold")
+    legend: dict[tuple[str, str, Attention], str] = {}
     for item in attention.items:
         r = item.reminder
+        code = r.error_code or "-"
+        legend.setdefault(
+            (code, r.channel, item.state), meaning(item.state, r.channel, r.error_code, r.error)
+        )
         table.add_row(
             r.patient_id,
             f"{r.milestone} #{r.occurrence}",
@@ -143,13 +148,16 @@ def _print_attention(attention: AttentionPage, limit: int) -> None:
             STATES[item.state],
             str(r.attempts),
             f"{r.updated_at:%Y-%m-%d %H:%M}",
-            escape(r.error_code or ""),
-            escape(meaning(item.state, r.channel, r.error_code, r.error, r.expires_at)),
+            f"{r.expires_at:%Y-%m-%d %H:%M}",
+            escape(code),
         )
     out.print(table)
-    shown = f"showing {first}-{last} of {total}"
+    shown = f"showing {first}-{last} of {total} (times in UTC)"
     if last < total:
         page = attention.offset // limit + 2
         more = f" --limit {limit}" if limit != PAGE else ""
         shown += f"; next: reminders status --page {page}{more}"
     out.print(shown)
+    out.print("what happened, what to do:")
+    for (code, channel, state), text in legend.items():
+        out.print(f"  {escape(code)} ({channel}, {STATES[state]}): {escape(text)}")

@@ -10,7 +10,7 @@ import requests
 from reminders.channels.smtp import NON_ASCII_ADDRESS, UNENCODABLE, classify_reply
 from reminders.channels.twilio import PERMANENT_CODES, classify, classify_transport
 from reminders.explain import MEANINGS, cause, meaning
-from reminders.lifecycle import SMS_TOO_LONG, Attention
+from reminders.lifecycle import SMS_TOO_LONG, UNRECONCILED, Attention
 
 DEADLINE = datetime(2026, 11, 3, 15, 0, tzinfo=UTC)
 
@@ -28,7 +28,7 @@ def _twilio_codes() -> set[str]:
         requests.ConnectionError(),
     ):
         codes.add(classify_transport(exc).code)
-    return codes | {SMS_TOO_LONG, "list"}
+    return codes | {SMS_TOO_LONG, UNRECONCILED, "list"}
 
 
 @pytest.mark.parametrize("code", sorted(_twilio_codes()))
@@ -38,7 +38,8 @@ def test_every_twilio_code_has_words_of_its_own(code: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "code", ["550", "535", "connection", "smtp-settings", NON_ASCII_ADDRESS, UNENCODABLE]
+    "code",
+    ["550", "535", "connection", "smtp-settings", NON_ASCII_ADDRESS, UNENCODABLE, UNRECONCILED],
 )
 def test_every_named_email_code_has_words_of_its_own(code: str) -> None:
     """The email channel's own codes and the common replies are explained."""

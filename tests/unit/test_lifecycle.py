@@ -233,6 +233,7 @@ def test_a_failed_reconciliation_asks_again_later_or_fails_at_expiry() -> None:
         error, now=NOW, attempts=1, expires_at=NOW, policy=POLICY, rng=rng()
     )
     assert (too_late.outcome, too_late.status) == (Outcome.FAILED, ReminderStatus.FAILED)
+    assert too_late.error_code == lifecycle.UNRECONCILED
     assert too_late.event == lifecycle.Event("reminder.reconcile_failed", {"code": "list"})
 
 
