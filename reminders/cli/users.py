@@ -21,7 +21,7 @@ from rich.table import Table
 from reminders.accounts import Role, check_account, check_password, hash_password
 from reminders.errors import AccountError
 
-from .root import JsonOpt, app, errors, fail, make_app, out, utc_text
+from .root import JsonOpt, app, errors, fail, make_app, out, read_app, utc_text
 
 users = typer.Typer(
     name="users",
@@ -76,7 +76,7 @@ def add(
 @users.command("list")
 def listed(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Every account: role, when it last signed in, whether it is disabled."""
-    application = make_app(ctx)
+    application = read_app(ctx)
     with errors(), application.store.read() as tx:
         accounts = tx.users.listed()
     rows = [
@@ -111,7 +111,7 @@ def disable(
     email: Annotated[str, typer.Argument(help="The account's email address.")],
 ) -> None:
     """Disable an account: it can no longer sign in, and its open sessions end now."""
-    application = make_app(ctx)
+    application = read_app(ctx)
     account = email.strip().lower()
     now = datetime.now(UTC)
     with errors(), application.store.write() as tx:

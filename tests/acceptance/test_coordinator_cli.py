@@ -93,8 +93,11 @@ def test_version_is_the_installed_package_version() -> None:
         ("status", "--json"),
         ("timeline", "P-1001"),
         ("resend", "P-1001", "crutches-toe-touch", "--by", "Kim Lee", "--reason", "lost it"),
+        ("calendar", "P-1001"),
+        ("users", "list"),
+        ("users", "disable", "kim@example.com"),
     ],
-    ids=["status", "status-json", "timeline", "resend"],
+    ids=["status", "status-json", "timeline", "resend", "calendar", "users-list", "users-disable"],
 )
 def test_read_commands_without_a_database_say_so_and_create_none(
     cli: Cli, args: tuple[str, ...]
