@@ -66,7 +66,11 @@ def test_twilio_answering_500_to_everything_is_stuck_in_doubt_until_it_recovers(
         assert "outage" in row["meaning"]
         assert "never sent twice" in row["meaning"]
     assert f"needs a coordinator: {COUNT} in doubt" in text.stdout, str(text)
-    assert f"showing 1-50 of {COUNT}; next: reminders status --page 2" in text.stdout, str(text)
+    # 50 rows on the page, the code explained once under the table.
+    assert text.stdout.count("20500 (sms, in doubt): Twilio failed on its side") == 1, str(text)
+    assert (
+        f"showing 1-50 of {COUNT} (times in UTC); next: reminders status --page 2" in text.stdout
+    ), str(text)
 
     assert after["stuck"] == {"in_doubt": 0, "retrying": 0, "expired": 0}
     assert after["sent"] == COUNT
@@ -136,7 +140,10 @@ def test_twilio_refusing_connections_is_retrying_then_expired_and_listed(cli: Cl
         )
         assert row["attempts"] >= 1
         assert "deadline passed" in row["meaning"]
-    assert "showing 26-50 of 60; next: reminders status --page 3 --limit 25" in page2.stdout
+    assert (
+        "showing 26-50 of 60 (times in UTC); next: reminders status --page 3 --limit 25"
+        in page2.stdout
+    )
     listed = re.findall(r"P-\d{4}", page2.stdout)
     assert len(listed) == 25, str(page2)
 
