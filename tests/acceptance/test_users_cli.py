@@ -54,11 +54,13 @@ def test_add_reads_the_password_from_stdin_and_stores_only_an_argon2_hash(cli: C
 def test_add_without_a_terminal_or_stdin_flag_asks_for_the_flag_and_stores_nothing(
     cli: Cli,
 ) -> None:
-    """With no terminal to prompt on and no --password-stdin, add exits 2 saying how, and adds nobody."""
+    """With no terminal to prompt on and no --password-stdin, add exits 2 saying how, and adds nobody (not even a database)."""
     done = users(cli, "add", "kim@example.com", "--role", "viewer")
     assert done.code == 2
     assert "--password-stdin" in done.stderr
-    assert users(cli, "list", "--json").stdout.strip() == "[]"
+    listed = users(cli, "list", "--json")
+    assert (listed.code, listed.stdout) == (1, ""), str(listed)
+    assert "no database at" in listed.stderr, str(listed)
 
 
 def test_add_refuses_a_short_password_a_bad_role_and_a_second_account_of_the_same_name(
