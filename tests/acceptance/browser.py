@@ -10,7 +10,6 @@ their absence fails the run (``.ci/run`` installs them).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,7 @@ import httpx
 import pytest
 
 from reminders.testing import runner
+from reminders.testing.peer import PORT_ATTEMPTS, PORT_IN_USE, free_port
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 CHROMEDRIVER: Final = Path("/usr/bin/chromedriver")
@@ -87,13 +87,6 @@ def chromium(size: tuple[int, int] = DESKTOP) -> Iterator[object]:
             driver.quit()
 
 
-def free_port() -> int:
-    """A TCP port free on loopback now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
 class Served:
     """A ``reminders serve`` process with the dashboard on, and where it listens."""
@@ -108,42 +101,55 @@ def serve_dashboard(
     config: Path, database: str, env: Mapping[str, str] | None = None, port: int | None = None
 ) -> Iterator[Served]:
     """``reminders serve`` on a loopback port (a free one by default) with REMINDERS_SECRET_KEY
-    set; stopped after."""
-    port = port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    settings = {
-        "REMINDERS_SECRET_KEY": SECRET,
-        "REMINDERS_HTTP_PORT": str(port),
-        "REMINDERS_PUBLIC_URL": url,
-        **(env or {}),
-    }
-    process = runner.spawn(
-        config,
-        database,
-        "serve",
-        env=settings,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, "reminders serve exited"
+    set; stopped after.
+
+    A free port picked here that another process takes before ``serve`` binds it makes
+    ``serve`` exit saying so; it is then started again on another free port.
+    """
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        chosen = port or free_port()
+        url = f"http://127.0.0.1:{chosen}"
+        settings = {
+            "REMINDERS_SECRET_KEY": SECRET,
+            "REMINDERS_HTTP_PORT": str(chosen),
+            "REMINDERS_PUBLIC_URL": url,
+            **(env or {}),
+        }
+        with tempfile.TemporaryFile() as errors:
+            process = runner.spawn(
+                config, database, "serve", env=settings, stdout=subprocess.DEVNULL, stderr=errors
+            )
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "reminders serve did not answer within 60 s"
-            time.sleep(0.1)
-        yield Served(url, process, settings)
-    finally:
-        process.terminate()
+                if _healthy(process, url):
+                    yield Served(url, process, settings)
+                    return
+                errors.seek(0)
+                said = errors.read().decode("utf-8", "replace")
+                exited = f"reminders serve exited with {process.returncode}\n{said}"
+                assert port is None, exited
+                assert PORT_IN_USE in said.lower(), exited
+                assert attempt < PORT_ATTEMPTS, f"no free port after {attempt} tries"
+            finally:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _healthy(process: subprocess.Popen[bytes], url: str) -> bool:
+    """Wait until ``url``/healthz answers 200 (True) or the process exits (False)."""
+    deadline = time.monotonic() + 60
+    while process.poll() is None:
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "reminders serve did not answer within 60 s"
+        time.sleep(0.1)
+    return False
 
 
 def add_user(config: Path, database: str, email: str, role: str) -> None:

@@ -26,6 +26,8 @@ from tests.acceptance.browser import (
 from tests.acceptance.conftest import Cli
 
 COORDINATOR = "kim@example.com"
+#: Seconds a click may take to load the next page (generous: the machine may be busy).
+NAVIGATION_TIMEOUT = 60
 VIEWER = "lee@example.com"
 #: Surgery two days ago: the day-1 message is due at 10:00 New York time yesterday.
 SURGERY = datetime.now(UTC).date() - timedelta(days=2)
@@ -75,7 +77,24 @@ def sign_in(driver: Any, url: str, email: str, password: str) -> None:
     driver.get(f"{url}/app/signin")
     driver.find_element(By.ID, "email").send_keys(email)
     driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+
+
+def follow(driver: Any, element: Any) -> None:
+    """Click ``element`` and wait until the page it leads to has loaded.
+
+    A click returns before the browser has left the page, so reading the next page at once
+    can read the old one, or an element of it just as it goes away.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    wait = WebDriverWait(driver, NAVIGATION_TIMEOUT)
+    wait.until(expected_conditions.staleness_of(page))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def heading(driver: Any) -> str:
@@ -99,11 +118,11 @@ def test_a_coordinator_signs_in_finds_a_patient_reads_a_sent_message_and_signs_o
         sign_in(driver, served.url, COORDINATOR, PASSWORD)
         assert heading(driver) == "Worklist"
         assert f"{COORDINATOR} (coordinator)" in driver.find_element(By.CLASS_NAME, "who").text
-        driver.find_element(By.LINK_TEXT, "Patients").click()
+        follow(driver, driver.find_element(By.LINK_TEXT, "Patients"))
         driver.find_element(By.ID, "q").send_keys("dana")
-        driver.find_element(By.CSS_SELECTOR, "form.search button").click()
+        follow(driver, driver.find_element(By.CSS_SELECTOR, "form.search button"))
         assert "dana" not in driver.current_url.lower()
-        driver.find_element(By.LINK_TEXT, "P-1001").click()
+        follow(driver, driver.find_element(By.LINK_TEXT, "P-1001"))
         assert driver.current_url == f"{served.url}/app/patients/P-1001"
         assert heading(driver) == "P-1001 Dana Reyes"
         first = driver.find_element(By.CSS_SELECTOR, "ol.timeline details")
@@ -111,7 +130,7 @@ def test_a_coordinator_signs_in_finds_a_patient_reads_a_sent_message_and_signs_o
         text = first.find_element(By.CSS_SELECTOR, "pre.body").text
         assert text.startswith("NJOI: Hi Dana.")
         assert "Reply STOP to opt out." in text
-        driver.find_element(By.CSS_SELECTOR, ".who button").click()
+        follow(driver, driver.find_element(By.CSS_SELECTOR, ".who button"))
         assert heading(driver) == "Sign in"
         driver.get(f"{served.url}/app/worklist")
         assert heading(driver) == "Sign in"
