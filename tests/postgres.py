@@ -74,8 +74,13 @@ def sweep(server_url: str) -> list[str]:
     engine = _admin(server_url)
     try:
         with engine.connect() as conn:
+            # Only databases nobody is connected to: DROP DATABASE waits 5 s before it gives
+            # up on one in use, and this runs under the lock every new worker waits for.
             names = conn.execute(
-                sa.text("SELECT datname FROM pg_database WHERE datname LIKE :like"),
+                sa.text(
+                    "SELECT datname FROM pg_database d WHERE datname LIKE :like AND NOT EXISTS"
+                    " (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)"
+                ),
                 {"like": prefix.replace("_", r"\_") + r"\_%"},
             ).scalars()
             for name in names:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import uuid
 from typing import Any
 
 import pytest
@@ -24,6 +25,11 @@ def server_url() -> str:
     return POSTGRES_URL
 
 
+def another_run() -> str:
+    """A run id of its own (another test run's, as far as the helpers can tell)."""
+    return uuid.uuid4().hex[:8]
+
+
 def column(url: str, sql: str) -> list[Any]:
     """The first column of a query's rows."""
     engine = sa.create_engine(url)
@@ -41,14 +47,18 @@ def databases(server_url: str) -> set[str]:
 
 @pytest.mark.postgres
 def test_two_workers_get_databases_of_their_own_dropped_at_the_end(server_url: str) -> None:
-    """Workers gw0 and gw1 of one run each get an empty database named after them; both are gone afterwards."""
+    """Workers gw0 and gw1 of one run each get an empty database named after them; both are gone afterwards.
+
+    Run ids are random here too: this test may run in two test runs at once.
+    """
     base = sa.engine.make_url(server_url).database or "postgres"
+    run = another_run()
     with (
-        process_database(server_url, run="0a1b2c3d", worker="gw0") as first,
-        process_database(server_url, run="0a1b2c3d", worker="gw1") as second,
+        process_database(server_url, run=run, worker="gw0") as first,
+        process_database(server_url, run=run, worker="gw1") as second,
     ):
         names = [sa.engine.make_url(u).database for u in (first, second)]
-        assert names == [database_name(base, "0a1b2c3d", w) for w in ("gw0", "gw1")]
+        assert names == [database_name(base, run, w) for w in ("gw0", "gw1")]
         assert set(names) <= databases(server_url)
         with fresh_schema(first) as url:
             Store(url).close()
@@ -62,14 +72,14 @@ def test_two_workers_get_databases_of_their_own_dropped_at_the_end(server_url: s
 def test_a_killed_runs_database_is_dropped_and_one_in_use_is_kept(server_url: str) -> None:
     """A per-process database nobody is connected to (its run was killed) is dropped by the next run; one in use is not."""
     base = sa.engine.make_url(server_url).database or "postgres"
-    stale = database_name(base, "deadbeef", "gw3")
+    stale = database_name(base, another_run(), "gw3")
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{stale}"'))
     try:
-        with process_database(server_url, run="1a1a1a1a", worker="gw0") as busy:
+        with process_database(server_url, run=another_run(), worker="gw0") as busy:
             assert stale not in databases(server_url)
-            with process_database(server_url, run="2b2b2b2b", worker="gw0"):
+            with process_database(server_url, run=another_run(), worker="gw0"):
                 assert sa.engine.make_url(busy).database in databases(server_url)
     finally:
         with admin.connect() as conn:
