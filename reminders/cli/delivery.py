@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from .root import (
     errors,
     make_app,
     out,
+    print_json,
 )
 from .status import counted, stuck
 
@@ -99,16 +99,14 @@ def refusal(as_json: bool) -> Iterator[None]:
     except SyncRefused as exc:
         if not as_json:
             raise
-        out.print_json(
-            json.dumps(
-                {
-                    "refused": True,
-                    "error": str(exc),
-                    "enrolled": exc.enrolled,
-                    "withdrawing": len(exc.withdrawing),
-                    "patient_ids": exc.withdrawing,
-                }
-            )
+        print_json(
+            {
+                "refused": True,
+                "error": str(exc),
+                "enrolled": exc.enrolled,
+                "withdrawing": len(exc.withdrawing),
+                "patient_ids": exc.withdrawing,
+            }
         )
         raise typer.Exit(1) from None
 
@@ -132,7 +130,7 @@ def sync(
         report = run_sync(application, now=at, force=force)
     if as_json:
         counted = {"records_with_problems": records_with_problems(report.problems)}
-        out.print_json(json.dumps({**report.as_dict(), **counted}))
+        print_json({**report.as_dict(), **counted})
     else:
         print_sync(report)
     if report.problems:
@@ -172,7 +170,7 @@ def tick(
     counts = result.as_dict()
     if as_json:
         problems = [str(p) for p in report.problems]
-        out.print_json(json.dumps({**counts, "problems": problems, "stuck": left}))
+        print_json({**counts, "problems": problems, "stuck": left})
     else:
         out.print("tick: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
         if any(left.values()):
