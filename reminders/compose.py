@@ -27,11 +27,13 @@ import phonenumbers
 from reminders.channels.base import Message
 from reminders.copies import base_occurrence
 from reminders.errors import TemplateError
+from reminders.lifecycle import MessageKind
 from reminders.models import Clinic, Milestone, Patient, Recipient, Schedules
+from reminders.outbound import check_outbound, render_outbound
 from reminders.sms import MAX_SEGMENTS, SegmentCount, count_segments
 from reminders.store.outbox import Claimed
 from reminders.templates import Rendered, Templates
-from reminders.tokens import CALENDAR, sign
+from reminders.tokens import CALENDAR, CHECK_IN, sign
 
 #: First name used to check SMS length: long enough to leave headroom for most patients.
 SAMPLE_FIRST_NAME: Final = "Christopher"
@@ -96,8 +98,8 @@ def country_of(phone: str | None, default: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Unsubscribe:
-    """How to build the signed links of emails: one-click unsubscribe, and the calendar."""
+class Links:
+    """How to build the service's public links: unsubscribe, calendar, check-in pages, alerts."""
 
     #: Public base URL of the service.
     public_url: str
@@ -112,6 +114,18 @@ class Unsubscribe:
         """The signed URL of the patient's calendar, as linked from reminder ``reminder_id``."""
         return f"{self.public_url}/calendar/{sign(self.secret, reminder_id, CALENDAR)}.ics"
 
+    def check_in(self, reminder_id: int) -> str:
+        """The signed page on which the patient answers the check-in of ``reminder_id``."""
+        return f"{self.public_url}/checkin/{sign(self.secret, reminder_id, CHECK_IN)}"
+
+    def alert(self, alert_id: int) -> str:
+        """Where the care team opens an alert (the dashboard; it asks them to sign in)."""
+        return f"{self.public_url}/app/alerts/{alert_id}"
+
+
+#: The name settings and older code use for :class:`Links`.
+Unsubscribe = Links
+
 
 def message_context(
     clinic: Clinic,
@@ -124,6 +138,7 @@ def message_context(
     first: bool = False,
     phone: ClinicPhone | None = None,
     calendar_url: str | None = None,
+    check_in_url: str | None = None,
 ) -> dict[str, Any]:
     """The variables every template may use (documented in the README).
 
@@ -148,6 +163,8 @@ def message_context(
         "unsubscribe_url": unsubscribe_url,
         "calendar_url": calendar_url,
         "first": first,
+        "check_in_url": check_in_url,
+        "emergency_number": clinic.emergency_number,
     }
 
 
@@ -224,6 +241,7 @@ class Composer:
         unsubscribe_url: str | None = None,
         first: bool = False,
         calendar_url: str | None = None,
+        check_in_url: str | None = None,
     ) -> Rendered:
         """The rendered text (and subject and HTML for email); raises TemplateError.
 
@@ -239,6 +257,7 @@ class Composer:
             first=first,
             phone=self.phone,
             calendar_url=calendar_url if channel == "email" else None,
+            check_in_url=check_in_url if channel == "email" else None,
         )
         return self.templates.render(channel, recipient.language, template, context)
 
@@ -250,6 +269,7 @@ class Composer:
         unsubscribe_url: str | None = None,
         first: bool = False,
         calendar_url: str | None = None,
+        check_in_url: str | None = None,
     ) -> Rendered:
         """What one planned or stored reminder says, on the day it is due for ``recipient``."""
         return self.render(
@@ -262,6 +282,7 @@ class Composer:
             unsubscribe_url=unsubscribe_url,
             first=first,
             calendar_url=calendar_url,
+            check_in_url=check_in_url,
         )
 
     def render_first(
@@ -285,15 +306,19 @@ class Composer:
     def message(self, r: Claimed, now: datetime) -> Message:
         """The exact message claimed reminder ``r`` sends at ``now``; raises TemplateError."""
         assert r.address is not None  # noqa: S101  # the dispatcher checked
+        if r.kind != MessageKind.REMINDER:
+            return render_outbound(self, r, now)
         zone = self.zone(r.recipient.timezone)
         links = self.unsubscribe if r.channel == "email" else None
         unsubscribe = links.url(r.id) if links else None
+        asks = self.schedules.question(r.protocol, r.milestone) is not None
         rendered = self.render_occurrence(
             r,
             r.recipient,
             unsubscribe_url=unsubscribe,
             first=r.first,
             calendar_url=links.calendar(r.id) if links else None,
+            check_in_url=links.check_in(r.id) if links and asks else None,
         )
         return Message(
             reminder_id=r.id,
@@ -367,6 +392,8 @@ class Composer:
                     f"units, with the opt-out line); the limit is {MAX_SEGMENTS}",
                 )
                 errors.setdefault(str(error), error)
+        for error in check_outbound(self):
+            errors.setdefault(str(error), error)
         return list(errors.values()), list(checks.values())
 
     def long_sms(self, patients: list[Patient]) -> Iterator[str]:

@@ -43,6 +43,7 @@ from reminders.models import (
     Schedules,
     SendWindow,
 )
+from reminders.questions import parse_question
 from reminders.yamlio import read_config_file
 
 SCHEDULES_FILE: Final = "schedules.yaml"
@@ -174,7 +175,15 @@ def parse_schedules(raw: object, file: str) -> Schedules:
     defaults = r.mapping(doc.get("defaults", {}), "defaults", "")
     r.only(
         defaults,
-        {"protocol", "send_time", "send_window", "expires_after", "languages", "channels"},
+        {
+            "protocol",
+            "send_time",
+            "send_window",
+            "expires_after",
+            "languages",
+            "channels",
+            "ack_within",
+        },
         "defaults",
     )
     send_time = r.convert(parse_clock, defaults.get("send_time", "10:00"), "defaults", "send_time")
@@ -193,6 +202,11 @@ def parse_schedules(raw: object, file: str) -> Schedules:
         if not isinstance(language, str) or not _LANGUAGE.match(language):
             raise r.fail("defaults", "languages", f"{language!r} is not a language code like 'en'")
     channels = r.channels(defaults.get("channels", list(CHANNELS)), "defaults", "channels")
+    ack_within = r.convert(
+        parse_duration, defaults.get("ack_within", "30 minutes"), "defaults", "ack_within"
+    )
+    if not timedelta(minutes=1) <= ack_within <= timedelta(days=1):
+        raise r.fail("defaults", "ack_within", "must be between 1 minute and 1 day")
 
     protocols_raw = r.mapping(doc.get("protocols"), "protocols", "")
     if not protocols_raw:
@@ -205,6 +219,7 @@ def parse_schedules(raw: object, file: str) -> Schedules:
     protocols = {
         str(pid): _protocol(r, str(pid), body, context) for pid, body in protocols_raw.items()
     }
+    _check_in_contacts(r, clinic, protocols)
     default_protocol = defaults.get("protocol")
     if default_protocol is not None and (
         not isinstance(default_protocol, str) or default_protocol not in protocols
@@ -224,7 +239,28 @@ def parse_schedules(raw: object, file: str) -> Schedules:
         protocols=protocols,
         fingerprint=fingerprint,
         fhir=fhir,
+        ack_within=ack_within,
     )
+
+
+def _check_in_contacts(r: _Reader, clinic: Clinic, protocols: Mapping[str, Protocol]) -> None:
+    """Alerts need someone to tell: the care team for any rule, the on-call list for urgent."""
+    for protocol in protocols.values():
+        for m in protocol.milestones:
+            q = m.question
+            if q is None or not q.has_alerts:
+                continue
+            where = f"protocols.{protocol.id} milestone {m.id}"
+            if not clinic.care_team:
+                raise r.fail(
+                    "clinic", "care_team", f"is required: {where} has alert rules (emails to tell)"
+                )
+            if any(t.level == "urgent" for t in q.thresholds) and not clinic.on_call:
+                raise r.fail(
+                    "clinic",
+                    "on_call",
+                    f"is required: {where} has an urgent rule (numbers to text)",
+                )
 
 
 def _canonical(value: object) -> object:
@@ -328,7 +364,18 @@ def _colours(r: _Reader, value: object) -> Colours:
 def _clinic(r: _Reader, block: Mapping[str, Any]) -> Clinic:
     r.only(
         block,
-        {"name", "short_name", "phone", "coordinator_email", "timezone", "country", "colours"},
+        {
+            "name",
+            "short_name",
+            "phone",
+            "coordinator_email",
+            "timezone",
+            "country",
+            "care_team",
+            "on_call",
+            "emergency_number",
+            "colours",
+        },
         "clinic",
     )
     name = r.text(block, "name", "clinic")
@@ -347,6 +394,17 @@ def _clinic(r: _Reader, block: Mapping[str, Any]) -> Clinic:
     coordinator = block.get("coordinator_email")
     if coordinator is not None:
         coordinator = r.convert(normalise_email, coordinator, "clinic", "coordinator_email")
+    care_team = tuple(
+        r.convert(normalise_email, item, "clinic", f"care_team[{i}]")
+        for i, item in enumerate(_list(r, block.get("care_team", []), "care_team"))
+    )
+    on_call = tuple(
+        _phone(r, item, country, f"on_call[{i}]")
+        for i, item in enumerate(_list(r, block.get("on_call", []), "on_call"))
+    )
+    emergency = r.text(block, "emergency_number", "clinic", default="911", limit=LIMITS["phone"])
+    if not re.fullmatch(r"\d{2,6}", emergency):
+        raise r.fail("clinic", "emergency_number", "expected a short number such as 911 or 112")
     return Clinic(
         name=name,
         short_name=r.text(block, "short_name", "clinic", default=name),
@@ -356,7 +414,31 @@ def _clinic(r: _Reader, block: Mapping[str, Any]) -> Clinic:
         country=country,
         coordinator_email=coordinator,
         colours=_colours(r, block.get("colours")),
+        care_team=care_team,
+        on_call=on_call,
+        emergency_number=emergency,
     )
+
+
+#: Most addresses in clinic.care_team or clinic.on_call (every alert goes to each).
+MAX_CONTACTS: Final = 20
+
+
+def _list(r: _Reader, value: object, field: str) -> list[object]:
+    items = value if isinstance(value, list) else [value]
+    if len(items) > MAX_CONTACTS:
+        raise r.fail("clinic", field, f"has {len(items)} entries; the limit is {MAX_CONTACTS}")
+    return items
+
+
+def _phone(r: _Reader, value: object, country: str, field: str) -> str:
+    try:
+        number = phonenumbers.parse(str(value), country)
+    except phonenumbers.NumberParseException as exc:
+        raise r.fail("clinic", field, f"not a phone number: {exc}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise r.fail("clinic", field, f"{value!r} is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 class _MilestoneDefaults:
@@ -379,7 +461,8 @@ def _protocol(r: _Reader, pid: str, raw: object, d: _MilestoneDefaults) -> Proto
     if not _ID.match(pid):
         raise r.fail(record, "", "protocol ids are lowercase letters, digits and dashes")
     body = r.mapping(raw, record, "")
-    r.only(body, {"title", "version", "milestones"}, record)
+    r.only(body, {"title", "version", "milestones", "alerts"}, record)
+    alerts = r.mapping(body.get("alerts", {}), record, "alerts")
     version = body.get("version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise r.fail(record, "version", f"expected a whole number >= 1, got {version!r}")
@@ -394,7 +477,7 @@ def _protocol(r: _Reader, pid: str, raw: object, d: _MilestoneDefaults) -> Proto
         )
     milestones: list[Milestone] = []
     for index, item in enumerate(milestones_raw):
-        milestone = _milestone(r, f"{record}.milestones[{index}]", item, d)
+        milestone = _milestone(r, f"{record}.milestones[{index}]", item, d, alerts)
         if any(m.id == milestone.id for m in milestones):
             raise r.fail(
                 f"{record}.milestones[{index}] id={milestone.id}", "id", "duplicate milestone id"
@@ -416,7 +499,9 @@ def _protocol(r: _Reader, pid: str, raw: object, d: _MilestoneDefaults) -> Proto
     )
 
 
-def _milestone(r: _Reader, where: str, raw: object, d: _MilestoneDefaults) -> Milestone:
+def _milestone(
+    r: _Reader, where: str, raw: object, d: _MilestoneDefaults, alerts: Mapping[str, Any]
+) -> Milestone:
     body = r.mapping(raw, where, "")
     mid = body.get("id")
     if isinstance(mid, str):
@@ -426,7 +511,17 @@ def _milestone(r: _Reader, where: str, raw: object, d: _MilestoneDefaults) -> Mi
     record = f"{where} id={mid}"
     r.only(
         body,
-        {"id", "at", "send_time", "template", "channels", "expires_after", "repeat", "when"},
+        {
+            "id",
+            "at",
+            "send_time",
+            "template",
+            "channels",
+            "expires_after",
+            "repeat",
+            "when",
+            "question",
+        },
         record,
     )
     if "at" not in body:
@@ -474,6 +569,11 @@ def _milestone(r: _Reader, where: str, raw: object, d: _MilestoneDefaults) -> Mi
             for text in texts:
                 r.bounded(text, record, f"when.{key}", MAX_ATTRIBUTE_VALUE)
             when[str(key)] = texts
+    question = None
+    if "question" in body:
+        question = parse_question(
+            body["question"], file=r.file, record=record, milestone=mid, defaults=alerts
+        )
     return Milestone(
         id=mid,
         offset_days=offset,
@@ -483,4 +583,5 @@ def _milestone(r: _Reader, where: str, raw: object, d: _MilestoneDefaults) -> Mi
         expires_after=expiry,
         repeat=repeat,
         when=when,
+        question=question,
     )

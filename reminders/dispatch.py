@@ -31,18 +31,19 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Final, Protocol
 
 from reminders import lifecycle, logs
 from reminders.channels.base import Channel, Message, Reconciling, body_digest
 from reminders.compose import Composer
 from reminders.errors import DeliveryError, StoreError, TemplateError
-from reminders.lifecycle import Outcome, Transition
+from reminders.lifecycle import MessageKind, Outcome, Transition
+from reminders.models import Schedules
 from reminders.planning import in_window, next_window_open
 from reminders.ratelimit import TokenBucket
 from reminders.retry import RetryPolicy
 from reminders.sms import MAX_SEGMENTS, over_limit
-from reminders.store import Claimed
+from reminders.store import Asked, Claimed
 
 log = logs.get("reminders.dispatch")
 
@@ -78,9 +79,19 @@ class Outbox(Protocol):
         ...
 
     def settle(
-        self, r: Claimed, t: Transition, now: datetime, *, attempt_id: int | None = None
+        self,
+        r: Claimed,
+        t: Transition,
+        now: datetime,
+        *,
+        attempt_id: int | None = None,
+        opens: Asked | None = None,
     ) -> None:
-        """Apply one transition in one transaction."""
+        """Apply one transition in one transaction (and open the check-in ``opens``)."""
+        ...
+
+    def sweep(self, schedules: Schedules, now: datetime) -> Counter[str]:
+        """Close reply windows and re-escalate unacknowledged alerts due by ``now``."""
         ...
 
     def release_owner(self, owner: str, now: datetime) -> int:
@@ -106,10 +117,18 @@ class TickReport:
 
     #: Outcome -> count; see :class:`~reminders.lifecycle.Outcome`.
     counts: Counter[str] = field(default_factory=Counter)
+    #: What the check-in sweep did: check-ins closed unanswered, missed-reply alerts,
+    #: urgent alerts re-escalated.
+    sweep: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, int]:
-        """JSON-ready counts, every outcome present."""
-        return {str(k): int(self.counts.get(k, 0)) for k in Outcome}
+        """JSON-ready counts, every outcome and sweep count present."""
+        counts = {str(k): int(self.counts.get(k, 0)) for k in Outcome}
+        return counts | {k: int(self.sweep.get(k, 0)) for k in SWEEP_COUNTS}
+
+
+#: What :meth:`Outbox.sweep` counts (always present in ``tick --json``).
+SWEEP_COUNTS: Final = ("check_ins_unanswered", "missed_reply_alerts", "escalated")
 
 
 class Dispatcher:
@@ -170,6 +189,7 @@ class Dispatcher:
         self._broken = None
         try:
             report.counts[Outcome.EXPIRED] += len(self.outbox.prepare(clock()))
+            report.sweep.update(self.outbox.sweep(self.composer.schedules, clock()))
             with ThreadPoolExecutor(self.workers, thread_name_prefix="dispatch") as pool:
                 while not self._stopping.is_set() and self._broken is None:
                     at = clock()
@@ -229,8 +249,28 @@ class Dispatcher:
     def _settle(
         self, r: Claimed, t: Transition, now: datetime, attempt_id: int | None = None
     ) -> Outcome | None:
-        self.outbox.settle(r, t, now, attempt_id=attempt_id)
+        opens = self._asks(r, now) if t.status in lifecycle.ACCEPTED else None
+        self.outbox.settle(r, t, now, attempt_id=attempt_id, opens=opens)
         return t.outcome
+
+    def _asks(self, r: Claimed, now: datetime) -> Asked | None:
+        """The check-in a reminder opens when the provider accepts it, if it asks a question."""
+        if r.kind != MessageKind.REMINDER:
+            return None
+        question = self.composer.schedules.question(r.protocol, r.milestone)
+        if question is None:
+            return None
+        return Asked(
+            r.patient_id,
+            r.protocol,
+            r.milestone,
+            r.occurrence,
+            r.id,
+            question.kind,
+            question.measure,
+            now,
+            now + question.window,
+        )
 
     def _observed(self, r: Claimed, clock: Callable[[], datetime]) -> Outcome:
         try:
@@ -269,7 +309,8 @@ class Dispatcher:
         composer = self.composer
         zone = composer.zone(r.recipient.timezone)
         window = composer.schedules.send_window
-        if not in_window(now, zone, window):
+        # Replies to a patient's text and notices to staff go out at once, whatever the hour.
+        if r.kind == MessageKind.REMINDER and not in_window(now, zone, window):
             t = lifecycle.outside_window(next_window_open(now, zone, window), r.expires_at)
             return self._settled(r, t, now)
         channel = self.channels.get(r.channel)

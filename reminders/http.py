@@ -10,6 +10,7 @@
 ``web.pages``        ``GET|POST /unsubscribe/{token}``, in the patient's language
 ``web.calendar``     ``GET /calendar/{token}.ics``, the patient's milestones
 ``web.dashboard``    the coordinators' pages under ``/app/`` (with REMINDERS_SECRET_KEY)
+``web.checkin``      ``GET|POST /checkin/{token}``: an email patient answers a check-in
 ===================  ================================================================
 
 and serves ``/healthz``, ``/readyz`` and ``/metrics`` itself. The OpenAPI document
@@ -29,11 +30,14 @@ from reminders.metrics import CONTENT_TYPE
 from reminders.web.calendar import add_calendar_routes
 from reminders.web.context import DashboardSettings, Inbound, WebContext
 from reminders.web.dashboard import add_dashboard
+from reminders.web.context import Inbound, WebContext
+from reminders.web.checkin import add_check_in_routes
+from reminders.web.context import WebContext
 from reminders.web.limits import BodyLimit
 from reminders.web.pages import add_unsubscribe_routes
 from reminders.web.twilio import add_twilio_routes
 
-__all__ = ["DashboardSettings", "Inbound", "WebContext", "create_app", "secure_cookies"]
+__all__ = ["DashboardSettings", "WebContext", "create_app", "secure_cookies"]
 
 
 def secure_cookies(public_url: str | None, http_host: str) -> bool:
@@ -61,6 +65,7 @@ def create_app(ctx: WebContext, *, openapi: bool = False) -> FastAPI:
     add_unsubscribe_routes(app, ctx)
     add_calendar_routes(app, ctx)
     add_dashboard(app, ctx)
+    add_check_in_routes(app, ctx)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -158,6 +158,50 @@ class Attention(StrEnum):
 #: What ``tick`` reports as stuck (exit 3): waiting on the provider, or lost to it.
 STUCK: Final = (Attention.IN_DOUBT, Attention.RETRYING, Attention.EXPIRED)
 
+
+class MessageKind(StrEnum):
+    """What an outbox row is: a planned reminder, a reply to a patient, or a notice to staff."""
+
+    #: A milestone message the sync planned (the only kind a sync plans, moves or cancels).
+    REMINDER = "reminder"
+    #: An answer to a patient's text (HELP, a re-prompt, a safety reply): sent at once,
+    #: whatever the hour.
+    RESPONSE = "response"
+    #: A message to the care team (an alert, a forwarded text): sent at once.
+    NOTICE = "notice"
+
+
+class CheckInStatus(StrEnum):
+    """Where one check-in question stands."""
+
+    #: Asked; its reply window is open.
+    OPEN = "open"
+    #: A readable answer arrived within the window.
+    ANSWERED = "answered"
+    #: The window closed with no readable answer.
+    UNANSWERED = "unanswered"
+
+
+class AlertLevel(StrEnum):
+    """How fast the care team must look at an alert."""
+
+    #: Now: the on-call list is texted, and again if nobody acknowledges.
+    URGENT = "urgent"
+    #: Today: the care team is emailed.
+    REVIEW = "review"
+
+
+class AlertStatus(StrEnum):
+    """Where one alert stands."""
+
+    #: Raised; nobody has taken it.
+    OPEN = "open"
+    #: Someone took it (``alerts ack``); no more escalation.
+    ACKNOWLEDGED = "acknowledged"
+    #: Dealt with, with a note (``alerts resolve``).
+    RESOLVED = "resolved"
+
+
 #: Statuses a patients file may set (``completed`` is reached, not set).
 FILE_STATUSES: Final = (
     EnrollmentStatus.ACTIVE,

@@ -11,7 +11,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
+
+if TYPE_CHECKING:
+    from reminders.questions import CheckInQuestion
 
 Channel = Literal["sms", "email"]
 #: Every channel the service can deliver on, in display order.
@@ -65,6 +68,8 @@ class Milestone:
     repeat: Repeat | None = None
     #: Conditions on patient attributes: every key must hold one of its values.
     when: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The check-in question this milestone asks, if it is a check-in.
+    question: CheckInQuestion | None = None
 
     def offsets(self) -> tuple[int, ...]:
         """Day offsets of every occurrence, first one first (occurrence 1 is index 0)."""
@@ -129,6 +134,12 @@ class Clinic:
     coordinator_email: str | None = None
     #: The dashboard's colours.
     colours: Colours = field(default_factory=Colours)
+    #: Email addresses told of every new alert.
+    care_team: tuple[str, ...] = ()
+    #: E.164 numbers texted for urgent alerts (and again if nobody acknowledges).
+    on_call: tuple[str, ...] = ()
+    #: What patients dial in an emergency (safety replies and the check-in page say it).
+    emergency_number: str = "911"
 
 
 #: The FHIR extension whose ``valueCode`` is a patient's IANA time zone (FHIR extensions pack).
@@ -171,6 +182,14 @@ class Schedules:
     fingerprint: str
     #: Reading FHIR bundles (the ``fhir:`` block; empty when absent).
     fhir: FhirMapping = field(default_factory=FhirMapping)
+    #: An urgent alert nobody acknowledged within this is sent to the on-call list again.
+    ack_within: timedelta = timedelta(minutes=30)
+
+    def question(self, protocol: str, milestone: str) -> CheckInQuestion | None:
+        """The check-in question of a milestone, or None (not a check-in, or unknown)."""
+        p = self.protocols.get(protocol)
+        m = p.milestone(milestone) if p is not None else None
+        return m.question if m is not None else None
 
 
 @dataclass(frozen=True, slots=True)

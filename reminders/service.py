@@ -35,10 +35,8 @@ from rich.table import Table
 from reminders import logs
 from reminders.accounts import IDLE_TIMEOUT
 from reminders.app import App, Config
-from reminders.channels.base import Message
-from reminders.errors import DeliveryError, ReminderError
-from reminders.fields import mask_phone
-from reminders.http import DashboardSettings, Inbound, WebContext, create_app, secure_cookies
+from reminders.errors import ReminderError
+from reminders.http import DashboardSettings, WebContext, create_app, secure_cookies
 from reminders.metrics import Metrics
 from reminders.sync import sync_patients
 from reminders.templates import TEMPLATES_DIR
@@ -75,8 +73,6 @@ class Service:
         self.store = app.store
         self.metrics = Metrics(self.store, clock)
         channels, self.notes = app.channels(console)
-        #: Where free-text replies are forwarded (the email channel).
-        self.mail = channels["email"]
         self.dispatcher = app.dispatcher(self.config, channels, observer=self.metrics)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults=_JOB_DEFAULTS)
         self._stop = threading.Event()
@@ -181,39 +177,13 @@ class Service:
                 self.dispatch, "date", run_date=when, id="wake", replace_existing=True
             )
 
-    def forward(self, inbound: Inbound) -> None:
-        """Send a patient's free-text reply on to the clinic's coordinator."""
-        clinic = self.config.schedules.clinic
-        if not clinic.coordinator_email:
-            log.warning(
-                "inbound.not_forwarded", reason="clinic.coordinator_email is not set", id=inbound.id
-            )
+    def wake(self) -> None:
+        """Dispatch now: a reply to a patient or a notice to the care team was just queued."""
+        if self._stop.is_set() or not self.scheduler.running:
             return
-        who = ", ".join(inbound.patient_ids) or "no enrolled patient"
-        message = Message(
-            reminder_id=0,
-            channel="email",
-            to=clinic.coordinator_email,
-            subject=f"Patient reply ({who})",
-            text=f"A text message came in from {inbound.sender} ({who}):\n\n{inbound.body}\n",
-            message_id=f"<inbound.{inbound.id}@{self.settings.message_domain()}>",
-            local_time=self.clock()
-            .astimezone(ZoneInfo(clinic.timezone))
-            .strftime("%a %Y-%m-%d %H:%M %Z"),
+        self.scheduler.add_job(
+            self.dispatch, "date", run_date=self.clock(), id="wake", replace_existing=True
         )
-        try:
-            self.mail.send(message)
-        except DeliveryError as exc:
-            log.error(
-                "inbound.forward_failed",
-                id=inbound.id,
-                code=exc.code,
-                sender=mask_phone(inbound.sender),
-            )
-            return
-        with self.store.write() as tx:
-            tx.contacts.mark_forwarded(inbound.id)
-        log.info("inbound.forwarded", id=inbound.id)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -238,12 +208,13 @@ class Service:
             twilio_account_sid=self.settings.twilio.account_sid if self.settings.twilio else None,
             public_url=self.settings.public_url,
             secret_key=self.settings.secret(),
-            clinic=lambda: self.config.schedules.clinic,
+            schedules=lambda: self.config.schedules,
+            templates=lambda: self.config.templates,
             metrics=self.metrics,
             running=running,
-            forward=self.forward,
             clock=self.clock,
             dashboard=self.dashboard(),
+            wake=self.wake,
         )
 
     def _serve_http(self, running: Callable[[], bool]) -> threading.Thread:

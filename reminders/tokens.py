@@ -4,8 +4,8 @@ The token names the email reminder it came with, never the address: whoever sees
 the link (a proxy log, a forwarded email) learns nothing about the patient. The
 address is looked up from that reminder's enrollment when the link is used.
 
-Each kind of link signs for its own purpose (:data:`UNSUBSCRIBE`, :data:`CALENDAR`): a
-calendar link's token is no unsubscribe token, and the other way round.
+Each kind of link signs for its own purpose (:data:`UNSUBSCRIBE`, :data:`CALENDAR`,
+:data:`CHECK_IN`): one kind's token never opens another kind's page.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Final
 UNSUBSCRIBE: Final = "unsubscribe"
 #: The purpose of a calendar link's token (``/calendar/{token}.ics``).
 CALENDAR: Final = "calendar"
+#: The purpose of a check-in page's token (``/checkin/{token}``).
+CHECK_IN: Final = "check-in"
 #: A reminder id as :func:`sign` writes it: base 36, lower case, no leading zero.
 _PAYLOAD: Final = re.compile("[1-9a-z][0-9a-z]{0,12}")
 

@@ -10,6 +10,7 @@ query file per table and procrastinate keeps its connector apart from its job ma
 ``outbox``          claim with a lease, expire, give back, settle, status callbacks
 ``attempts``        delivery attempts and their in-doubt resolution
 ``contacts``        opt-outs and inbound texts
+``checkins``        check-ins and alerts: exactly one alert per rule firing
 ``views``           what people read: timeline, summary, gauges, audit trail
 ``users``           dashboard accounts, sessions, failed sign-ins
 ``manager``         :class:`OutboxManager`: what the dispatcher needs, a transaction a call
@@ -20,13 +21,16 @@ Bulk work (a sync of 100,000 patients, batch claims) goes through SQLAlchemy Cor
 ``executemany``; the read side goes through SQLModel.
 """
 
+from reminders.store.checkins import Asked
 from reminders.store.engine import Store, Transaction, default_database_url
 from reminders.store.enrollments import PlanSlot, ReminderKey, StoredEnrollment, StoredReminder
 from reminders.store.manager import OutboxManager, audit_record
-from reminders.store.outbox import Claimed
+from reminders.store.outbox import Claimed, Outgoing
 from reminders.store.schema import (
+    Alert,
     Attempt,
     AuditEvent,
+    CheckIn,
     Enrollment,
     InboundMessage,
     OptOut,
@@ -37,15 +41,19 @@ from reminders.store.schema import (
 from reminders.store.views import AttentionItem, AttentionPage, StatusSummary, TimelineEntry
 
 __all__ = [
+    "Alert",
+    "Asked",
     "Attempt",
     "AttentionItem",
     "AttentionPage",
     "AuditEvent",
+    "CheckIn",
     "Claimed",
     "Enrollment",
     "InboundMessage",
     "OptOut",
     "OutboxManager",
+    "Outgoing",
     "PlanSlot",
     "Reminder",
     "ReminderKey",

@@ -9,7 +9,7 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from reminders.lifecycle import ReminderStatus
+from reminders.lifecycle import MessageKind, ReminderStatus
 from reminders.store.schema import (
     ENROLLMENTS,
     INBOUND,
@@ -85,7 +85,12 @@ class ContactQueries:
                 .values(status=ReminderStatus.PLANNED, updated_at=now)
             )
         return self.conn.execute(
-            stmt.where(r.channel == channel, r.patient_id.in_(patients))
+            stmt.where(
+                r.channel == channel,
+                r.patient_id.in_(patients),
+                # Notices about the patient go to the care team, not to this address.
+                r.kind != MessageKind.NOTICE,
+            )
         ).rowcount
 
     def patients_with(self, channel: str, address: str) -> list[str]:

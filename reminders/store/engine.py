@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from reminders.errors import StoreError
 from reminders.store.attempts import AttemptQueries
+from reminders.store.checkins import AlertQueries, CheckInQueries
 from reminders.store.contacts import ContactQueries
 from reminders.store.dashboard import DashboardQueries
 from reminders.store.enrollments import EnrollmentQueries
@@ -214,6 +215,10 @@ class Transaction:
         self.users = UserQueries(conn)
         #: What the dashboard's pages read.
         self.dashboard = DashboardQueries(conn)
+        #: Check-ins asked and answered.
+        self.checkins = CheckInQueries(conn)
+        #: Alerts raised, acknowledged and resolved.
+        self.alerts = AlertQueries(conn)
 
     def audit(self, events: Iterable[Mapping[str, Any]]) -> None:
         """Append audit events: dicts with ``at``, ``kind`` and optional ids and ``detail``."""

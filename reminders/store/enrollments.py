@@ -14,7 +14,14 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from reminders.lifecycle import PENDING, REPLANNABLE, UNSETTLED, EnrollmentStatus, ReminderStatus
+from reminders.lifecycle import (
+    PENDING,
+    REPLANNABLE,
+    UNSETTLED,
+    EnrollmentStatus,
+    MessageKind,
+    ReminderStatus,
+)
 from reminders.store.schema import (
     AUDIT,
     CHUNK,
@@ -118,7 +125,7 @@ class EnrollmentQueries:
                     c.expires_at,
                     c.template,
                     c.sent_at,
-                ).where(c.patient_id.in_(chunk))
+                ).where(c.patient_id.in_(chunk), c.kind == MessageKind.REMINDER)
             )
             result.extend(
                 StoredReminder(
@@ -165,7 +172,9 @@ class EnrollmentQueries:
     def complete_finished(self, now: datetime) -> list[str]:
         """Mark active enrollments with nothing left to send ``completed``; returns their ids."""
         e, r = ENROLLMENTS.c, REMINDERS.c
-        waiting = sa.select(r.patient_id).where(r.status.in_(UNSETTLED))
+        waiting = sa.select(r.patient_id).where(
+            r.status.in_(UNSETTLED), r.kind == MessageKind.REMINDER
+        )
         ids = [
             row.patient_id
             for row in self.conn.execute(
@@ -276,7 +285,12 @@ class EnrollmentQueries:
         for chunk in in_lists(keys):
             count += self.conn.execute(
                 REMINDERS.update()
-                .where(column.in_(chunk), REMINDERS.c.status.in_(PENDING))
+                .where(
+                    column.in_(chunk),
+                    REMINDERS.c.status.in_(PENDING),
+                    # A notice to the care team outlives the patient's plan.
+                    REMINDERS.c.kind == MessageKind.REMINDER,
+                )
                 .values(
                     status=ReminderStatus.CANCELLED,
                     error=reason,

@@ -8,12 +8,15 @@ transaction together with the attempt's outcome, any opt-out and the audit recor
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from reminders import lifecycle
 from reminders.lifecycle import Transition
+from reminders.models import Schedules
+from reminders.store.checkins import Asked
 from reminders.store.engine import Store, Transaction
 from reminders.store.outbox import Claimed
 
@@ -75,12 +78,28 @@ class OutboxManager:
             return tx.attempts.begin(r.id, number, owner, now, body_digest=body_digest)
 
     def settle(
-        self, r: Claimed, t: Transition, now: datetime, *, attempt_id: int | None = None
+        self,
+        r: Claimed,
+        t: Transition,
+        now: datetime,
+        *,
+        attempt_id: int | None = None,
+        opens: Asked | None = None,
     ) -> None:
         """Apply one transition: the attempt's outcome, in-doubt resolutions, the reminder's
-        new status, an opt-out and the audit record, in one transaction."""
+        new status, an opt-out and the audit record, in one transaction; and when the
+        provider accepted a check-in question, its check-in opens in that same transaction."""
         with self.store.write() as tx:
             self._apply(tx, r, t, now, attempt_id)
+            if opens is not None:
+                tx.checkins.open(opens)
+
+    def sweep(self, schedules: Schedules, now: datetime) -> Counter[str]:
+        """Close reply windows and re-escalate unacknowledged urgent alerts, in one transaction."""
+        from reminders.alerting import sweep  # noqa: PLC0415  # alerting builds on the store
+
+        with self.store.write() as tx:
+            return sweep(tx, schedules, now)
 
     def _apply(
         self, tx: Transaction, r: Claimed, t: Transition, now: datetime, attempt_id: int | None

@@ -7,8 +7,9 @@ transaction's lock does the same job.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ from reminders.lifecycle import (
     UNSETTLED,
     AttemptOutcome,
     CallbackDecision,
+    MessageKind,
     ReminderStatus,
     Transition,
     status_callback,
@@ -29,11 +31,39 @@ from reminders.store.attempts import AttemptQueries
 from reminders.store.schema import (
     ATTEMPTS,
     ENROLLMENTS,
+    INBOUND,
+    KEY_COLUMNS,
     REMINDERS,
     active,
     in_doubt_ids,
     in_lists,
+    upsert,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message queued now rather than planned: a response to a patient, a notice to staff.
+
+    Its key (patient, protocol, milestone, occurrence, channel) makes it exactly once: the
+    ``milestone`` names what it is (``response:help``, ``notice:alert:12:0``) and the
+    ``occurrence`` what it answers (the inbound text, the round of an alert).
+    """
+
+    patient_id: str
+    protocol: str
+    milestone: str
+    occurrence: int
+    channel: str
+    #: Template name, with its folder (``responses/help``, ``notices/alert-urgent``).
+    template: str
+    kind: MessageKind
+    #: How long it may wait for a provider before it is pointless.
+    expires_after: timedelta
+    #: A care-team address; None: the patient's own.
+    address: str | None = None
+    alert_id: int | None = None
+    inbound_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +99,14 @@ class Claimed:
     #: No other reminder of this patient on this channel was sent or delivered: this may
     #: be the first message the patient receives there, so it says how to opt out.
     first: bool = False
+    #: A planned reminder, a response to the patient, or a notice to the care team.
+    kind: str = MessageKind.REMINDER
+    #: The alert a notice is about.
+    alert_id: int | None = None
+    #: The inbound text a response answers or a notice forwards.
+    inbound_id: int | None = None
+    #: For a notice forwarding a text: the sender (E.164) and the text.
+    forwarded: tuple[str, str] | None = None
 
     @property
     def patient_id(self) -> str:
@@ -107,6 +145,42 @@ class OutboxQueries:
             )
         return ids
 
+    def queue(self, messages: Sequence[Outgoing], now: datetime) -> list[int]:
+        """Queue responses and notices due now; returns the ids of those not queued before.
+
+        ``INSERT ... ON CONFLICT DO NOTHING`` on the reminder key: a webhook retried or
+        two instances handling the same text queue each message once.
+        """
+        ids: list[int] = []
+        for m in messages:
+            row = {
+                "patient_id": m.patient_id,
+                "protocol": m.protocol,
+                "milestone": m.milestone,
+                "occurrence": m.occurrence,
+                "channel": m.channel,
+                "template": m.template,
+                "kind": m.kind,
+                "address": m.address,
+                "alert_id": m.alert_id,
+                "inbound_id": m.inbound_id,
+                "due_at": now,
+                "not_before": now,
+                "expires_at": now + m.expires_after,
+                "status": ReminderStatus.PLANNED,
+                "attempts": 0,
+                "updated_at": now,
+            }
+            stmt = upsert(self.conn, REMINDERS).values(row)
+            stored = self.conn.execute(
+                stmt.on_conflict_do_nothing(index_elements=list(KEY_COLUMNS)).returning(
+                    REMINDERS.c.id
+                )
+            ).scalar_one_or_none()
+            if stored is not None:
+                ids.append(stored)
+        return ids
+
     def claim_due(
         self, now: datetime, owner: str, lease_until: datetime, limit: int
     ) -> list[Claimed]:
@@ -114,8 +188,13 @@ class OutboxQueries:
         r, e = REMINDERS.c, ENROLLMENTS.c
         due = (
             sa.select(r.id)
-            .join(ENROLLMENTS, e.patient_id == r.patient_id)
-            .where(r.status == ReminderStatus.PLANNED, r.not_before <= now, active(self.conn))
+            .outerjoin(ENROLLMENTS, e.patient_id == r.patient_id)
+            .where(
+                r.status == ReminderStatus.PLANNED,
+                r.not_before <= now,
+                # Responses and notices go out whatever the patient's enrollment says.
+                sa.or_(active(self.conn), r.kind != MessageKind.REMINDER),
+            )
             .order_by(r.not_before, r.id)
             .limit(limit)
             .with_for_update(of=REMINDERS, skip_locked=True)
@@ -142,18 +221,24 @@ class OutboxQueries:
                 earlier.c.patient_id == r.patient_id,
                 earlier.c.channel == r.channel,
                 earlier.c.status.in_(sorted(ACCEPTED)),
+                earlier.c.kind != MessageKind.NOTICE,
             )
             .correlate(REMINDERS)
         )
         rows = self.conn.execute(
             sa.select(
                 *(REMINDERS.c[name] for name in _CLAIMED),
-                *(ENROLLMENTS.c[name] for name in _RECIPIENT),
+                *(ENROLLMENTS.c[name] for name in _RECIPIENT if name != "patient_id"),
+                r.address,
+                r.patient_id,
                 e.phone,
                 e.email,
                 sa.not_(reached).label("first"),
+                INBOUND.c.sender.label("forwarded_sender"),
+                INBOUND.c.body.label("forwarded_body"),
             )
-            .join(ENROLLMENTS, e.patient_id == r.patient_id)
+            .outerjoin(ENROLLMENTS, e.patient_id == r.patient_id)
+            .outerjoin(INBOUND, sa.and_(INBOUND.c.id == r.inbound_id, r.kind == MessageKind.NOTICE))
             .where(r.id.in_(ids))
             .order_by(r.not_before, r.id)
         )
@@ -340,7 +425,9 @@ def _move(status: ReminderStatus, now: datetime, *, lease: bool = True, **values
 
 
 #: Columns of ``reminders`` a claim reads, named as :class:`Claimed`'s fields.
-_CLAIMED: Final = tuple(f.name for f in fields(Claimed) if f.name in REMINDERS.c)
+_CLAIMED: Final = tuple(
+    f.name for f in fields(Claimed) if f.name in REMINDERS.c and f.name != "address"
+)
 #: Columns of ``enrollments`` named as :class:`~reminders.models.Recipient`'s fields.
 _RECIPIENT: Final = (
     "patient_id",
@@ -356,11 +443,18 @@ def _claimed(row: Any, doubt: tuple[datetime, frozenset[str]] | None) -> Claimed
     """A claimed reminder from its row joined with its enrollment."""
     since, digests = doubt or (None, frozenset())
     m = row._mapping
+    own = m["phone"] if m["channel"] == "sms" else m["email"]
+    if m["surgery_date"] is None:  # a notice about a text from a number nobody enrolled
+        recipient = Recipient(m["patient_id"], "", "", "", "UTC", date(1970, 1, 1))
+    else:
+        recipient = Recipient(**{name: m[name] for name in _RECIPIENT}, phone=m["phone"])
+    sender, body = m["forwarded_sender"], m["forwarded_body"]
     return Claimed(
         **{name: m[name] for name in _CLAIMED},
-        address=m["phone"] if m["channel"] == "sms" else m["email"],
-        recipient=Recipient(**{name: m[name] for name in _RECIPIENT}, phone=m["phone"]),
+        address=m["address"] or own,
+        recipient=recipient,
         in_doubt_since=since,
         in_doubt_digests=digests,
-        first=bool(m["first"]),
+        first=bool(m["first"]) and m["kind"] != MessageKind.NOTICE,
+        forwarded=(sender, body) if sender is not None else None,
     )

@@ -14,7 +14,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel
 
-from reminders.lifecycle import AttemptOutcome, EnrollmentStatus, ReminderStatus
+from reminders.lifecycle import (
+    AlertStatus,
+    AttemptOutcome,
+    CheckInStatus,
+    EnrollmentStatus,
+    MessageKind,
+    ReminderStatus,
+)
 from reminders.models import Recipient
 
 #: The columns that make a reminder unique: (patient, protocol, milestone, occurrence, channel).
@@ -181,6 +188,86 @@ class Reminder(SQLModel, table=True):
     updated_at: datetime = _utc()
     #: Re-plans and cancellations so far: a calendar event's SEQUENCE (migration 0003).
     revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    #: A planned reminder, a response to a patient's text, or a notice to the care team.
+    kind: str = Field(
+        default=MessageKind.REMINDER, sa_column_kwargs={"server_default": MessageKind.REMINDER}
+    )
+    #: Where a notice goes (a care-team address); None: the patient's own address.
+    address: str | None = None
+    #: The alert a notice is about.
+    alert_id: int | None = None
+    #: The inbound text a response answers or a notice forwards.
+    inbound_id: int | None = None
+
+
+class CheckIn(SQLModel, table=True):
+    """One check-in question asked of one patient, and its answer."""
+
+    __tablename__ = "check_ins"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "patient_id", "protocol", "milestone", "occurrence", name="uq_check_in_key"
+        ),
+        sa.Index(
+            "ix_check_ins_open",
+            "closes_at",
+            sqlite_where=_where_status(CheckInStatus.OPEN),
+            postgresql_where=_where_status(CheckInStatus.OPEN),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: str = Field(index=True)
+    protocol: str
+    milestone: str
+    occurrence: int
+    #: The reminder whose acceptance opened it (the first channel to go out).
+    reminder_id: int
+    kind: str  # scale | yes-no | choice
+    measure: str
+    asked_at: datetime = _utc()
+    closes_at: datetime = _utc()
+    status: str  # see CheckInStatus
+    #: The answer as read: a score, 1/0 for yes/no, an option number.
+    value: int | None = None
+    answered_at: datetime | None = _utc(default=None)
+    via: str | None = None  # sms | web | cli
+    inbound_id: int | None = None
+    reprompted: bool = False
+
+
+class Alert(SQLModel, table=True):
+    """An answer or a silence that the care team must look at."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        sa.UniqueConstraint("check_in_id", "source", name="uq_alert_firing"),
+        sa.Index(
+            "ix_alerts_open",
+            "raised_at",
+            sqlite_where=_where_status(AlertStatus.OPEN),
+            postgresql_where=_where_status(AlertStatus.OPEN),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: str = Field(index=True)
+    check_in_id: int
+    #: What fired: ``answer`` (a threshold or a rise) or ``missed``.
+    source: str
+    level: str  # see AlertLevel
+    #: Machine-readable reasons, comma-separated (``threshold:urgent:>=8,rise:3``).
+    reason: str
+    #: The same in words (no patient text: safe to show and log).
+    words: str
+    raised_at: datetime = _utc()
+    status: str  # see AlertStatus
+    acknowledged_at: datetime | None = _utc(default=None)
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = _utc(default=None)
+    resolved_by: str | None = None
+    note: str | None = None
+    escalated_at: datetime | None = _utc(default=None)
 
 
 class Attempt(SQLModel, table=True):
@@ -301,6 +388,8 @@ INBOUND: Final = _T["inbound_messages"]
 USERS: Final = _T["users"]
 SESSIONS: Final = _T["web_sessions"]
 SIGN_IN_FAILURES: Final = _T["sign_in_failures"]
+CHECK_INS: Final = _T["check_ins"]
+ALERTS: Final = _T["alerts"]
 
 
 def _slices(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
 from reminders.errors import UnknownPatient
-from reminders.lifecycle import AttemptOutcome, Attention, ReminderStatus
+from reminders.lifecycle import AttemptOutcome, Attention, MessageKind, ReminderStatus
 from reminders.store.schema import (
     ATTEMPTS,
     AUDIT,
@@ -163,8 +163,11 @@ class ViewQueries:
                 found[int(reminder_id)] = (digest, provider)
         return found
 
-    def timeline(self, patient_id: str | None = None) -> list[TimelineEntry]:
-        """Reminders of one patient (or all), in due order."""
+    def timeline(
+        self, patient_id: str | None = None, *, notices: bool = False
+    ) -> list[TimelineEntry]:
+        """Messages to one patient (or all), in due order: reminders and responses to their
+        texts, and with ``notices`` also what the care team was told about them."""
         query = select(Reminder).order_by(
             col(Reminder.due_at),
             col(Reminder.patient_id),
@@ -174,6 +177,8 @@ class ViewQueries:
         )
         if patient_id is not None:
             query = query.where(col(Reminder.patient_id) == patient_id)
+        if not notices:
+            query = query.where(col(Reminder.kind) != MessageKind.NOTICE)
         return self._reminders(query)
 
     def _planned_of_active(self) -> Any:
@@ -251,9 +256,11 @@ class ViewQueries:
         return AttentionPage(self.attention_counts(), items, offset)
 
     def reminder_counts(self) -> dict[str, int]:
-        """Reminders by status."""
+        """Planned reminders (not responses or notices) by status."""
         return self._counts(
-            sa.select(REMINDERS.c.status, sa.func.count()).group_by(REMINDERS.c.status)
+            sa.select(REMINDERS.c.status, sa.func.count())
+            .where(REMINDERS.c.kind == MessageKind.REMINDER)
+            .group_by(REMINDERS.c.status)
         )
 
     def _counts(self, query: sa.Select[Any]) -> dict[str, int]:

@@ -8,22 +8,9 @@ from datetime import UTC, datetime
 
 from reminders.compose import Composer
 from reminders.metrics import Metrics
-from reminders.models import Clinic
+from reminders.models import Clinic, Schedules
 from reminders.store import Store
-
-
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    """A free-text reply to forward to the clinic's coordinator."""
-
-    #: Row id of the stored reply.
-    id: int
-    #: The sender's number (E.164).
-    sender: str
-    #: What the patient wrote.
-    body: str
-    #: Enrollments with that number.
-    patient_ids: list[str]
+from reminders.templates import Templates
 
 
 @dataclass(frozen=True)
@@ -54,16 +41,22 @@ class WebContext:
     public_url: str | None
     #: HMAC key of unsubscribe tokens.
     secret_key: str | None
-    #: The clinic of the last good configuration.
-    clinic: Callable[[], Clinic]
+    #: The last good configuration.
+    schedules: Callable[[], Schedules]
     metrics: Metrics
     #: Whether the scheduler (or whatever drives dispatch) is running.
     running: Callable[[], bool]
-    #: Sends a free-text reply on to the coordinator.
-    forward: Callable[[Inbound], None]
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     #: The Twilio account (TWILIO_ACCOUNT_SID) every webhook must name as its
     #: ``AccountSid``; None checks only that it has the shape of one.
     twilio_account_sid: str | None = None
     #: The coordinator dashboard; None (no REMINDERS_SECRET_KEY) leaves ``/app/`` unserved.
     dashboard: DashboardSettings | None = None
+    #: Asks the dispatcher to run now: a reply or a notice was queued.
+    wake: Callable[[], None] = lambda: None
+    #: The template set of the last good configuration (the check-in page's question).
+    templates: Callable[[], Templates] | None = None
+
+    def clinic(self) -> Clinic:
+        """The clinic of the last good configuration."""
+        return self.schedules().clinic

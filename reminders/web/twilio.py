@@ -5,8 +5,9 @@ its signature, its parameter names and shapes and its query string; a bad or mis
 signature gets 403, anything else that is not exactly Twilio's form gets 400, and
 neither changes anything. What is then acted upon is only checked values:
 
-- an inbound text is stored once per ``MessageSid`` (required), and STOP/START opt the
-  sender's number out or back in;
+- an inbound text is handled once per ``MessageSid`` (required) by
+  :func:`reminders.inbound.receive`: STOP/START, HELP, check-in answers and their
+  alerts, free text forwarded;
 - a status callback applies only to the message recorded for the reminder its URL
   names (:func:`reminders.lifecycle.status_callback`); only a callback that changes the
   reminder counts its error code in the metrics, and only then does 21610 opt the
@@ -16,23 +17,17 @@ neither changes anything. What is then acted upon is only checked values:
 from __future__ import annotations
 
 from typing import Annotated, Any, Final
-from xml.sax.saxutils import escape as xml_escape
 
-from fastapi import BackgroundTasks, FastAPI, Query, Request, Response
+from fastapi import FastAPI, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from reminders import logs
 from reminders.fields import normalise_phone
-from reminders.web.context import Inbound, WebContext
+from reminders.inbound import Text, receive
+from reminders.web.context import WebContext
 from reminders.web.webhook import INBOUND, MAX_ID, STATUS, Contract, Refusal, verify
 
 log = logs.get("reminders.web")
-
-#: Twilio's standard opt-out, opt-in and help keywords (a message of that one word).
-STOP_WORDS: Final = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
-)
-START_WORDS: Final = frozenset({"START", "YES", "UNSTOP", "OPTIN"})
-HELP_WORDS: Final = frozenset({"HELP", "INFO"})
 
 #: The OpenAPI description of a webhook: a form of string fields and the signature header.
 FORM: Final[dict[str, Any]] = {
@@ -55,21 +50,9 @@ FORM: Final[dict[str, Any]] = {
 }
 
 
-def classify_reply(body: str) -> str:
-    """``stop``, ``start``, ``help`` or ``other`` for an inbound SMS body."""
-    word = body.strip().strip(".!").upper()
-    if word in STOP_WORDS:
-        return "stop"
-    if word in START_WORDS:
-        return "start"
-    if word in HELP_WORDS:
-        return "help"
-    return "other"
-
-
-def _twiml(message: str | None = None) -> Response:
-    inner = f"<Message>{xml_escape(message)}</Message>" if message else ""
-    body = f'<?xml version="1.0" encoding="UTF-8"?><Response>{inner}</Response>'
+def _twiml() -> Response:
+    """An empty TwiML answer: replies to the patient leave through the outbox."""
+    body = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
     return Response(content=body, media_type="application/xml")
 
 
@@ -98,50 +81,26 @@ def add_twilio_routes(app: FastAPI, ctx: WebContext) -> None:
         return Response(reason, status_code=checked.status, media_type="text/plain")
 
     @app.post("/twilio/inbound", openapi_extra=FORM, response_class=Response)
-    async def twilio_inbound(request: Request, background: BackgroundTasks) -> Response:
-        """Inbound SMS: STOP/START/HELP keywords, other replies recorded and forwarded."""
+    async def twilio_inbound(request: Request) -> Response:
+        """Inbound SMS: handled once per MessageSid by :func:`reminders.inbound.receive`.
+
+        Any reply to the patient goes through the outbox (exactly once, audited), so the
+        TwiML answer is always empty; the dispatcher is woken to send it at once.
+        """
         form = await verified(request, INBOUND)
         if isinstance(form, Response):
             return form
-        clinic = ctx.clinic()
+        schedules = ctx.schedules()
         try:
-            sender = normalise_phone(form["From"], clinic.country)
+            sender = normalise_phone(form["From"], schedules.clinic.country)
         except ValueError:
             return Response(
                 "'From' is not a phone number", status_code=400, media_type="text/plain"
             )
-        body = form["Body"]
-        kind = classify_reply(body)
-        now = ctx.clock()
-        with ctx.store.write() as tx:
-            recorded = tx.contacts.record_inbound(
-                sender, body, kind, now, provider_id=form["MessageSid"]
-            )
-            if recorded is None:  # Twilio retried a webhook we already handled
-                return _twiml()
-            inbound_id, patients = recorded
-            changed = 0
-            if kind in ("stop", "start"):
-                changed = tx.contacts.opt_out(
-                    "sms", sender, now, source=f"sms {kind}", opted_out=(kind == "stop")
-                )
-                tx.audit(
-                    {
-                        "at": now,
-                        "kind": f"opt_out.sms.{'on' if kind == 'stop' else 'off'}",
-                        "patient_id": pid,
-                        "detail": {"source": "inbound sms", "reminders": changed},
-                    }
-                    for pid in (list[str | None](patients) or [None])
-                )
-        log.info("sms.inbound", kind=kind, patients=patients, reminders_changed=changed)
-        if kind == "help":
-            return _twiml(
-                f"{clinic.name}: questions about your recovery? Call {clinic.phone_display}. "
-                "Reply STOP to stop texts."
-            )
-        if kind == "other":
-            background.add_task(ctx.forward, Inbound(inbound_id, sender, body, patients))
+        text = Text(sender, form["Body"], form["MessageSid"], ctx.clock())
+        handled = await run_in_threadpool(receive, ctx.store, schedules, text)
+        if handled.queued:
+            ctx.wake()
         return _twiml()
 
     @app.post("/twilio/status", openapi_extra=FORM, response_class=Response)

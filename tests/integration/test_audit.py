@@ -120,10 +120,9 @@ def outbox(
         twilio_auth_token=AUTH_TOKEN,
         public_url=PUBLIC_URL,
         secret_key=SECRET,
-        clinic=lambda: shipped.clinic,
+        schedules=lambda: shipped,
         metrics=Metrics(store, lambda: LATER),
         running=lambda: True,
-        forward=lambda inbound: None,
         clock=lambda: LATER,
         twilio_account_sid=ACCOUNT_SID,
     )

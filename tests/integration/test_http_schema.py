@@ -72,10 +72,9 @@ CONTEXT = WebContext(
     twilio_auth_token=AUTH_TOKEN,
     public_url=PUBLIC_URL,
     secret_key=SECRET,
-    clinic=lambda: pytest.fail("no clinic: the outbox fixture did not run"),
+    schedules=lambda: pytest.fail("no schedules: the outbox fixture did not run"),
     metrics=cast(Metrics, None),
     running=lambda: True,
-    forward=lambda inbound: None,
     clock=lambda: DAY1,
     twilio_account_sid=ACCOUNT_SID,
 )
@@ -110,7 +109,7 @@ def outbox(
         sent = [e for e in tx.views.timeline() if e.status == "sent"]
     CONTEXT.store = store
     CONTEXT.metrics = Metrics(store, lambda: DAY1)
-    CONTEXT.clinic = lambda: shipped.clinic
+    CONTEXT.schedules = lambda: shipped
     yield Sent(
         reminder_ids=[e.id for e in sent],
         sids=[e.provider_id for e in sent if e.channel == "sms" and e.provider_id],

@@ -44,7 +44,7 @@ class Instruction:
 INSTRUCTIONS: dict[str, Instruction] = {
     # After surgery (seed page, "Post-procedural Care").
     "crutches": Instruction(("crutches",), ("muletas",)),
-    "toe-touch only": Instruction(("toes",), ("apoye", "solo los dedos del pie")),
+    "toe-touch only": Instruction(("toes",), ("apoy", "solo los dedos del pie")),
     "wear the brace": Instruction(("brace",), ("aparato ortopédico",)),
     "brace for 6 weeks": Instruction(("6 weeks",), ("6 semanas",)),
     "brace until the team says": Instruction(("until your care team",), ("hasta que su equipo",)),
@@ -91,6 +91,14 @@ INSTRUCTIONS: dict[str, Instruction] = {
         ("delayed", "weaker and smaller"), ("retrasa", "debilitarse y perder tamaño")
     ),
     "call for a follow-up visit": Instruction(("follow-up visit",), ("cita de seguimiento",)),
+    # Check-in questions (the clinic sets when and what alerts; the words ask only).
+    "pain from 0 to 10": Instruction(
+        ("pain", "0 (none)", "10 (the worst)"), ("dolor", "0 (nada)", "10 (el peor)")
+    ),
+    "reply with one number": Instruction(
+        ("reply with one number",), ("responda con un solo numero",)
+    ),
+    "reply yes or no": Instruction(("reply yes or no",), ("responda si o no",)),
     # Safety lines the clinic sets (not clinical advice).
     "whom to call if something is wrong": Instruction(
         ("something feels wrong", PHONE), ("algo no va bien", PHONE)
@@ -140,6 +148,24 @@ CARRIES: dict[tuple[str, str], tuple[str, ...]] = {
         "toe-touch only",
         "wear the brace",
         "limits change when the team says",
+        *EMAIL_FRAME,
+    ),
+    ("pain-check", "sms"): ("pain from 0 to 10", "reply with one number", CALL, STOP),
+    ("pain-check", "email"): ("pain from 0 to 10", *EMAIL_FRAME),
+    ("brace-crutch-use", "sms"): (
+        "wear the brace",
+        "crutches",
+        "toe-touch only",
+        "reply yes or no",
+        CALL,
+        STOP,
+    ),
+    ("brace-crutch-use", "email"): (
+        "wear the brace",
+        "crutches",
+        "toe-touch only",
+        "brace for 6 weeks",
+        "brace until the team says",
         *EMAIL_FRAME,
     ),
     ("brace-crutch-check", "sms"): (

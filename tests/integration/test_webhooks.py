@@ -24,6 +24,7 @@ from reminders.store import OutboxManager, Store
 from tests.integration.webhook_desk import (
     AUTH_TOKEN,
     DAY1,
+    LATER,
     PHONE,
     PUBLIC_URL,
     Desk,
@@ -73,21 +74,26 @@ def test_a_callback_signed_for_one_reminder_cannot_be_moved_to_another_through_t
     desk: Desk,
 ) -> None:
     """A signed callback moved to another reminder by shifting the id's last digit into the first name (``?reminder=57`` as ``?reminder=5`` + ``7AccountSid``) is refused and changes nothing."""
-    texts = [m for m in desk.fake.messages if reminder_of(m) >= 10]
-    candidates = [
-        (m, int(str(reminder_of(m))[:-1])) for m in texts if str(reminder_of(m))[-1] != "0"
+    # A sent SMS whose id, less its last digit, is another SMS reminder still to send:
+    # recorded as sent here, so the pair does not hang on how the plan numbers its rows.
+    sms = {e.id: e for e in desk.entries() if e.channel == "sms"}
+    pairs = [
+        (source, target)
+        for target, entry in sms.items()
+        if entry.status == "planned"
+        for source in range(10 * target + 1, 10 * target + 10)
+        if source in sms and sms[source].status == "planned"
     ]
-    unsent = [
-        (m, target)
-        for m, target in candidates
-        if desk.reminder(target).channel == "sms" and desk.reminder(target).status == "planned"
-    ]
-    assert unsent, "no sent text whose id without its last digit is a planned SMS"
-    message, target = unsent[0]
-    genuine_target = callback_target(message)
-    form = status_form(message.sid, "delivered", to=message.to)
+    assert pairs, "no SMS reminder whose id, less its last digit, is another planned SMS"
+    source, target = pairs[0]
+    sid = message_sid(f"moved-{source}")
+    with desk.store.write() as tx:
+        tx.outbox.record_sent(source, sid, LATER)
+    genuine_target = f"/twilio/status?reminder={source}"
+    form = status_form(sid, "delivered", to=PHONE[sms[source].patient_id])
     signed = desk.signature(genuine_target, form)
-    last = str(reminder_of(message))[-1]
+    target_status = desk.reminder(target).status
+    last = str(source)[-1]
     spliced = [(last + name if name == "AccountSid" else name, v) for name, v in form.items()]
     moved = f"/twilio/status?reminder={target}"
     assert still_valid(moved, spliced, signed)
@@ -98,8 +104,8 @@ def test_a_callback_signed_for_one_reminder_cannot_be_moved_to_another_through_t
     assert desk.snapshot() == before
     # The genuine callback still works, on its own reminder.
     assert desk.post(genuine_target, form, signed).status_code == 204
-    assert desk.reminder(reminder_of(message)).status == "delivered"
-    assert desk.reminder(target).status == "planned"
+    assert desk.reminder(source).status == "delivered"
+    assert desk.reminder(target).status == target_status
 
 
 # -- status callbacks apply only to the message recorded for the reminder -------------------

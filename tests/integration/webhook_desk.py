@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from sqlmodel import SQLModel
 from reminders.channels.memory import MemoryChannel
 from reminders.channels.twilio import TwilioChannel, TwilioSettings
 from reminders.compose import Unsubscribe
-from reminders.http import Inbound, WebContext, create_app
+from reminders.http import WebContext, create_app
 from reminders.metrics import Metrics
 from reminders.models import Schedules
 from reminders.store import Store, TimelineEntry
@@ -67,8 +67,16 @@ class Desk:
     email: MemoryChannel
     metrics: Metrics
     context: WebContext
-    #: Free-text replies the app handed on to the coordinator.
-    forwarded: list[Inbound] = field(default_factory=list)
+
+    @property
+    def forwarded(self) -> list[TimelineEntry]:
+        """Free-text replies queued to the coordinator (notices forwarding a text)."""
+        with self.store.read() as tx:
+            return [
+                e
+                for e in tx.views.timeline(notices=True)
+                if e.milestone.startswith("notice:forward")
+            ]
 
     def entries(self, patient: str | None = None) -> list[TimelineEntry]:
         """Every reminder (of ``patient``), as the timeline shows it."""
@@ -176,18 +184,16 @@ def desk(store: Store, shipped: Schedules, templates: Templates, tmp_path: Path)
         ).tick(DAY1)
         assert report.counts["sent"] == 6, report.counts
         metrics = Metrics(store, lambda: LATER)
-        forwarded: list[Inbound] = []
         context = WebContext(
             store=store,
             twilio_auth_token=AUTH_TOKEN,
             public_url=PUBLIC_URL,
             secret_key=SECRET,
-            clinic=lambda: shipped.clinic,
+            schedules=lambda: shipped,
             metrics=metrics,
             running=lambda: True,
-            forward=forwarded.append,
             clock=lambda: LATER,
             twilio_account_sid=ACCOUNT_SID,
         )
         with serve(create_app(context)) as client:
-            yield Desk(store, client, fake, email, metrics, context, forwarded)
+            yield Desk(store, client, fake, email, metrics, context)

@@ -13,6 +13,7 @@ import pytest
 
 from reminders.compose import Composer
 from reminders.errors import TemplateError
+from reminders.outbound import NOTICES, RESPONSES
 from reminders.sandbox import MAX_INT_BITS, MAX_OUTPUT, MAX_RANGE, MAX_STEPS, MAX_VALUE
 from reminders.templates import MAX_TEMPLATE_BYTES, Templates
 from reminders.testing import make_schedules
@@ -209,6 +210,18 @@ def test_ordinary_template_features_still_render(tmp_path: Path) -> None:
     assert _render(tmp_path, source) == "Hi DANA: 012 ab 1,2    x 007 reyes 3072 abab"
 
 
+def outbound_files() -> list[tuple[str, tuple[str, ...]]]:
+    """Every response and notice template name, with the parts it needs."""
+    email = ("subject", "txt", "html")
+    return [(f"responses/{name}", ("sms",)) for name in RESPONSES] + [
+        (
+            f"notices/{name}",
+            tuple(p for c in channels for p in (email if c == "email" else ("sms",))),
+        )
+        for name, channels in NOTICES.items()
+    ]
+
+
 def test_validate_reports_a_template_past_a_limit(tmp_path: Path) -> None:
     """The check ``validate`` runs reports a template past a limit as one error for its file."""
     schedules = make_schedules()
@@ -218,6 +231,10 @@ def test_validate_reports_a_template_past_a_limit(tmp_path: Path) -> None:
         for milestone in {m.template for p in schedules.protocols.values() for m in p.milestones}:
             for part in ("sms", "subject", "txt", "html"):
                 (folder / f"{milestone}.{part}.j2").write_text("Hi {{ patient.first_name }}")
+        for name, parts in outbound_files():
+            (folder / name).parent.mkdir(exist_ok=True)
+            for part in parts:
+                (folder / f"{name}.{part}.j2").write_text("Hi", encoding="utf-8")
     bad = tmp_path / "templates" / "en" / "day-one.sms.j2"
     bad.write_text("{{ range(10**9)|list|length }}", encoding="utf-8")
 
