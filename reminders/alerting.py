@@ -77,8 +77,9 @@ def raise_alert(
     *,
     source: str,
     now: datetime,
-) -> int | None:
-    """Store the alert of ``firing`` and queue its notices; None if it was raised before."""
+) -> tuple[int, int] | None:
+    """Store the alert of ``firing`` and queue its notices; returns the alert's id and how
+    many notices were queued, or None if it was raised before."""
     alert_id = tx.alerts.raise_once(
         check_in,
         source=source,
@@ -113,7 +114,7 @@ def raise_alert(
         patient_id=check_in.patient_id,
         reason=",".join(firing.codes),
     )
-    return alert_id
+    return alert_id, len(queued)
 
 
 def sweep(tx: Transaction, schedules: Schedules, now: datetime) -> Counter[str]:

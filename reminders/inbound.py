@@ -136,10 +136,9 @@ def answer(
     *,
     via: str,
     inbound_id: int | None = None,
-) -> tuple[int | None, AlertLevel | None] | None:
-    """Record ``value`` as the answer of an open check-in and judge it; returns the alert
-    raised and its level ((None, None) for no alert), or None if the check-in was no longer
-    open. Shared by texts and the check-in page."""
+) -> Judged | None:
+    """Record ``value`` as the answer of an open check-in and judge it; returns what it
+    raised, or None if the check-in was no longer open. Shared by texts and the page."""
     assert check_in.id is not None  # noqa: S101  # stored check-ins have ids
     previous = tx.checkins.previous_value(check_in)
     if not tx.checkins.answer(check_in.id, value, now, via=via, inbound_id=inbound_id):
@@ -158,9 +157,20 @@ def answer(
     question = schedules.question(check_in.protocol, check_in.milestone)
     firing = judge_answer(question, value, previous) if question else None
     if firing is None:
-        return None, None
-    alert_id = raise_alert(tx, schedules, check_in, firing, source=ANSWER, now=now)
-    return alert_id, firing.level
+        return Judged()
+    raised = raise_alert(tx, schedules, check_in, firing, source=ANSWER, now=now)
+    if raised is None:  # pragma: no cover - an answer closes its check-in: one firing
+        return Judged(level=firing.level)
+    return Judged(raised[0], firing.level, raised[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """What an answer raised: an alert (its id and level) and how many notices were queued."""
+
+    alert_id: int | None = None
+    level: AlertLevel | None = None
+    notices: int = 0
 
 
 class _Handling:
@@ -200,7 +210,8 @@ class _Handling:
                 inbound_id=self.inbound_id,
             )
             if judged is not None:
-                alert_id, level = judged
+                alert_id, level = judged.alert_id, judged.level
+                self.queued += judged.notices
             if level == AlertLevel.URGENT:
                 self._respond("safety", self.inbound_id)
         elif kind is ReplyKind.UNREADABLE and check_in is not None:

@@ -121,18 +121,19 @@ class Firing:
 def judge_answer(q: CheckInQuestion, value: int, previous: int | None) -> Firing | None:
     """The alert an answer of ``value`` raises (``previous``: the measure's last answer), if any.
 
-    Every rule that fires is named; the alert takes the most severe level among them, so
-    one answer raises at most one alert.
+    The most severe threshold crossed and a rise are named; the alert takes the most
+    severe level among them, so one answer raises at most one alert.
     """
     levels: list[AlertLevel] = []
     codes: list[str] = []
     words: list[str] = []
     shown = _shown(q, value)
-    for t in q.thresholds:
-        if t.matches(value):
-            levels.append(t.level)
-            codes.append(f"threshold:{t.level}:{t.text.replace(' ', '')}")
-            words.append(f"answer {shown} ({t.level} at {t.text})")
+    # The most severe threshold crossed names the answer (urgent rules come first).
+    crossed = next((t for t in q.thresholds if t.matches(value)), None)
+    if crossed is not None:
+        levels.append(crossed.level)
+        codes.append(f"threshold:{crossed.level}:{crossed.text.replace(' ', '')}")
+        words.append(f"answer {shown} ({crossed.level} at {crossed.text})")
     rise = value - previous if previous is not None else 0
     if q.rise and q.kind is QuestionKind.SCALE and rise >= q.rise:
         levels.append(AlertLevel.REVIEW)

@@ -10,6 +10,7 @@
 ``resend``        ``resend``: one message again, on purpose, audited
 ``interop``       ``calendar``, ``export fhir``: for calendars and the EHR
 ``users``         ``users add|list|disable``: dashboard accounts
+``checkins``      ``inbound``, ``alerts`` (``ack``, ``resolve``), ``answers``, ``report``
 ================  ==============================================================
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import sys
 
 from . import (  # noqa: F401  # each registers its commands
+    checkins,
     checks,
     db,
     delivery,

@@ -12,7 +12,9 @@ from rich.table import Table
 
 from reminders.compose import Composer
 from reminders.lifecycle import ReminderStatus
-from reminders.store import Enrollment, TimelineEntry
+from reminders.questions import answer_text
+from reminders.replies import QuestionKind
+from reminders.store import CheckIn, Enrollment, TimelineEntry
 
 from .interop import calendar_link, links_of
 from .root import JsonOpt, app, errors, out, read_app, utc_text
@@ -34,10 +36,12 @@ def styled(status: str) -> str:
     return f"[{STATUS_STYLE.get(ReminderStatus(status), '')}]{status}[/]"
 
 
-def entry_json(e: TimelineEntry, zone: ZoneInfo) -> dict[str, Any]:
-    """One timeline row as JSON (the ``timeline --json`` contract)."""
-    return {
+def entry_json(e: TimelineEntry, zone: ZoneInfo, check_in: CheckIn | None = None) -> dict[str, Any]:
+    """One timeline row as JSON (the ``timeline --json`` contract); a check-in question's
+    rows also carry its ``answer`` and ``check_in_status`` (None until it is asked)."""
+    row = {
         "id": e.id,  # the number status callbacks name (?reminder=N)
+        "kind": e.kind,
         "patient_id": e.patient_id,
         "protocol": e.protocol,
         "milestone": e.milestone,
@@ -53,6 +57,10 @@ def entry_json(e: TimelineEntry, zone: ZoneInfo) -> dict[str, Any]:
         "error": e.error,
         "sent_at": utc_text(e.sent_at),
     }
+    if check_in is not None:
+        row["check_in_status"] = check_in.status
+        row["answer"] = answer_text(QuestionKind(check_in.kind), check_in.value)
+    return row
 
 
 def rendered(composer: Composer, enrollment: Enrollment, e: TimelineEntry) -> dict[str, str]:
@@ -77,10 +85,21 @@ def timeline(
         with application.store.read() as tx:
             enrollment = tx.views.enrollment(patient)
             entries = tx.views.timeline(patient)
+            asked = {(c.milestone, c.occurrence): c for c in tx.checkins.of(patient)}
         zone = ZoneInfo(enrollment.timezone)
         composer = application.config.composer if render else None
         if as_json:
-            rows = [entry_json(e, zone) for e in entries]
+            questions = application.config.schedules
+            rows = [
+                entry_json(e, zone, asked.get((e.milestone, e.occurrence)))
+                | (
+                    {"check_in_status": None, "answer": None}
+                    if (e.milestone, e.occurrence) not in asked
+                    and questions.question(e.protocol, e.milestone) is not None
+                    else {}
+                )
+                for e in entries
+            ]
             if composer is not None:
                 for row, e in zip(rows, entries, strict=True):
                     row["message"] = rendered(composer, enrollment, e)

@@ -11,6 +11,7 @@ query file per table and procrastinate keeps its connector apart from its job ma
 ``attempts``        delivery attempts and their in-doubt resolution
 ``contacts``        opt-outs and inbound texts
 ``checkins``        check-ins and alerts: exactly one alert per rule firing
+``reports``         check-ins and alerts aggregated per patient and protocol
 ``views``           what people read: timeline, summary, gauges, audit trail
 ``users``           dashboard accounts, sessions, failed sign-ins
 ``manager``         :class:`OutboxManager`: what the dispatcher needs, a transaction a call

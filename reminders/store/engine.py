@@ -29,6 +29,7 @@ from reminders.store.contacts import ContactQueries
 from reminders.store.dashboard import DashboardQueries
 from reminders.store.enrollments import EnrollmentQueries
 from reminders.store.outbox import OutboxQueries
+from reminders.store.reports import ReportQueries
 from reminders.store.schema import AUDIT, batches
 from reminders.store.users import UserQueries
 from reminders.store.views import ViewQueries
@@ -219,6 +220,8 @@ class Transaction:
         self.checkins = CheckInQueries(conn)
         #: Alerts raised, acknowledged and resolved.
         self.alerts = AlertQueries(conn)
+        #: Check-ins and alerts aggregated for ``reminders report``.
+        self.reports = ReportQueries(conn)
 
     def audit(self, events: Iterable[Mapping[str, Any]]) -> None:
         """Append audit events: dicts with ``at``, ``kind`` and optional ids and ``detail``."""

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from reminders import logs
 from reminders.compose import ClinicPhone, message_context
 from reminders.errors import TemplateError
-from reminders.inbound import answer
+from reminders.inbound import Judged, answer
 from reminders.lifecycle import AlertLevel, CheckInStatus
 from reminders.replies import SCALE_MAX, Question, QuestionKind
 from reminders.store import CheckIn, Enrollment
@@ -159,7 +159,7 @@ def add_check_in_routes(app: FastAPI, ctx: WebContext) -> None:
             if value is not None:
                 judged = await run_in_threadpool(record, row, value)
                 lines = [texts["thanks"] if judged is not None else texts["answered"]]
-                if judged is not None and judged[1] == AlertLevel.URGENT:
+                if judged is not None and judged.level == AlertLevel.URGENT:
                     lines.append(texts["safety"].format(**words))
                 return _page(language, title, "".join(f"<p>{escape(t)}</p>" for t in lines))
             problem = f'<p role="alert"><strong>{escape(texts["missing"])}</strong></p>'
@@ -181,15 +181,20 @@ def add_check_in_routes(app: FastAPI, ctx: WebContext) -> None:
         )
         return _page(language, title, form_html)
 
-    def record(row: CheckIn, value: int) -> tuple[int | None, AlertLevel | None] | None:
+    def record(row: CheckIn, value: int) -> Judged | None:
         with ctx.store.write() as tx:
             fresh = tx.checkins.get(row.id) if row.id is not None else None
             if fresh is None or fresh.status != CheckInStatus.OPEN:
                 return None
             judged = answer(tx, ctx.schedules(), fresh, value, ctx.clock(), via="web")
-        if judged is not None and judged[0] is not None:
+        if judged is not None and judged.notices:
             ctx.wake()
-        log.info("check_in.answered", via="web", check_in_id=row.id, alert_id=judged and judged[0])
+        log.info(
+            "check_in.answered",
+            via="web",
+            check_in_id=row.id,
+            alert_id=judged.alert_id if judged else None,
+        )
         return judged
 
     for method in ("GET", "POST"):
