@@ -239,6 +239,8 @@ class _Handling:
         now, sender = self.text.at, self.text.sender
         source = f"sms {'stop' if stop else 'start'}"
         changed = self.tx.contacts.opt_out("sms", sender, now, source=source, opted_out=stop)
+        if stop:  # no answer is awaited from someone who opted out: no missed-reply alert
+            self.tx.checkins.cancel_open_for(sender)
         self.tx.audit(
             {
                 "at": now,

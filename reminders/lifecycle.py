@@ -180,6 +180,9 @@ class CheckInStatus(StrEnum):
     ANSWERED = "answered"
     #: The window closed with no readable answer.
     UNANSWERED = "unanswered"
+    #: The patient opted out (STOP) while it was open: no answer is awaited, and the
+    #: silence that follows is no missed reply.
+    CANCELLED = "cancelled"
 
 
 class AlertLevel(StrEnum):

@@ -138,6 +138,16 @@ class CheckInQueries:
             == 1
         )
 
+    def cancel_open_for(self, sender: str) -> int:
+        """Cancel the open check-ins of patients reached at ``sender`` (they opted out)."""
+        c, e = CHECK_INS.c, ENROLLMENTS.c
+        patients = sa.select(e.patient_id).where(e.phone == sender)
+        return self.conn.execute(
+            CHECK_INS.update()
+            .where(c.status == CheckInStatus.OPEN, c.patient_id.in_(patients))
+            .values(status=CheckInStatus.CANCELLED)
+        ).rowcount
+
     def reprompt(self, check_in_id: int) -> bool:
         """Mark that the patient was asked again; False if they already were."""
         c = CHECK_INS.c

@@ -258,25 +258,44 @@ def test_signed_stop_suppresses_pending_sms_and_start_resumes_future_ones(
 def test_help_answers_with_the_clinic_and_free_text_is_forwarded_to_the_coordinator(
     service: RunningService, twilio: FakeTwilio, smtp: SmtpRecorder
 ) -> None:
-    """HELP gets TwiML naming the clinic and its phone; a free-text reply reaches the coordinator by email and changes no reminder."""
+    """HELP is answered by SMS (through the outbox, at once) naming the clinic and its phone; a free-text reply reaches the coordinator by email, the patient hears once that the number is not watched, and no reminder changes."""
     start(service)
     first_messages_out(twilio, smtp)
-    before = service.timeline(LUIS.id)
+    before = reminders_of(service.timeline(LUIS.id))
+    sent_before = len(texts_to(twilio, LUIS))
 
     help_ = service.twilio_post("/twilio/inbound", inbound(LUIS, "help", 1))
     assert help_.status_code == 200
     assert help_.headers["content-type"].startswith("application/xml")
-    assert "<Message>" in help_.text
-    assert CLINIC_NAME in help_.text
-    assert CLINIC_PHONE_DISPLAY in help_.text
+    assert "<Message>" not in help_.text  # every reply leaves through the outbox
+    [answer] = wait_for(
+        "the HELP answer",
+        lambda: (
+            [m for m in texts_to(twilio, LUIS)[sent_before:] if "recovery reminders" in m.body]
+            or None
+        ),
+        timeout=10,
+    )
+    assert CLINIC_NAME in answer.body
+    assert CLINIC_PHONE_DISPLAY in answer.body
 
     reply = service.twilio_post("/twilio/inbound", inbound(LUIS, REPLY, 2))
     assert reply.status_code == 200
-    assert "<Message>" not in reply.text  # nothing is texted back to a free-text reply
+    assert "<Message>" not in reply.text
     [forwarded] = wait_for("the forwarded reply", lambda: coordinator_mail(smtp), timeout=10)
     assert REPLY in text_of(forwarded)
     assert LUIS.id in str(forwarded["Subject"]) + text_of(forwarded)
-    assert service.timeline(LUIS.id) == before
+    wait_for(
+        "the not-watched answer",
+        lambda: [m for m in texts_to(twilio, LUIS) if "not watched" in m.body] or None,
+        timeout=10,
+    )
+    assert reminders_of(service.timeline(LUIS.id)) == before
+
+
+def reminders_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The planned reminders of a timeline (not the responses to a patient's texts)."""
+    return [r for r in rows if r["kind"] == "reminder"]
 
 
 # -- 3. signatures --------------------------------------------------------------------------

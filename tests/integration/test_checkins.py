@@ -167,6 +167,8 @@ def test_stop_during_an_open_check_in_opts_out_and_raises_nothing(desk: Desk) ->
     with desk.store.read() as tx:
         assert tx.contacts.is_opted_out("sms", PHONES["P-1"])
         assert tx.alerts.listed() == []
+    # Nobody waits for an answer any more: the silence that follows is no missed reply.
+    assert open_check_ins(desk, "P-1") == ["pain-check#1:cancelled"]
 
 
 def test_help_is_answered_in_the_patients_language(desk: Desk) -> None:
