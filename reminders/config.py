@@ -12,8 +12,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from typing import Any, Final
 
 import phonenumbers
 
@@ -23,12 +22,9 @@ from reminders.fields import (
     LIMITS,
     MAX_ATTRIBUTE_KEY,
     MAX_ATTRIBUTE_VALUE,
-    MAX_TEXT,
     attribute_text,
     normalise_email,
     shorten,
-    text_problem,
-    too_long,
 )
 from reminders.models import (
     CHANNELS,
@@ -44,6 +40,8 @@ from reminders.models import (
     SendWindow,
 )
 from reminders.questions import parse_question
+from reminders.reader import Reader as _Reader
+from reminders.reader import load_zone
 from reminders.yamlio import read_config_file
 
 SCHEDULES_FILE: Final = "schedules.yaml"
@@ -57,104 +55,6 @@ MAX_MILESTONES: Final = 100
 MAX_OCCURRENCES: Final = 500
 #: Most procedure codes in the ``fhir:`` table.
 MAX_PROCEDURE_CODES: Final = 500
-
-
-def load_zone(name: str) -> ZoneInfo:
-    """The IANA zone called ``name``; raises ValueError for an unknown or malformed name."""
-    if name not in _zone_names():
-        raise ValueError(f"unknown IANA time zone {name!r} (e.g. 'America/New_York')")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:  # pragma: no cover - guarded above
-        raise ValueError(f"unknown IANA time zone {name!r}") from exc
-
-
-_ZONES: set[str] = set()
-
-
-def _zone_names() -> set[str]:
-    if not _ZONES:
-        _ZONES.update(available_timezones())
-    return _ZONES
-
-
-class _Reader:
-    """Walks the raw YAML, raising ScheduleError that names record and field."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-
-    def fail(self, record: str, field: str, message: str) -> ScheduleError:
-        return ScheduleError(self.file, message, record=record, field=field)
-
-    def mapping(self, value: object, record: str, field: str) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(record, field, f"expected a mapping, got {type(value).__name__}")
-        return cast(Mapping[str, Any], value)
-
-    def text(
-        self,
-        block: Mapping[str, Any],
-        key: str,
-        record: str,
-        *,
-        default: str | None = None,
-        limit: int | None = None,
-    ) -> str:
-        value = block.get(key, default)
-        if value is None:
-            raise self.fail(record, key, "is required")
-        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
-            raise self.fail(record, key, f"expected text, got {shorten(repr(value))}")
-        return self.bounded(str(value).strip(), record, key, limit or LIMITS.get(key, MAX_TEXT))
-
-    def bounded(self, text: str, record: str, field: str, limit: int) -> str:
-        reason = too_long(text, limit) if limit == MAX_TEXT else text_problem(text, limit)
-        if reason is not None:
-            raise self.fail(record, field, reason)
-        return text
-
-    def scalars(self, value: object, record: str = "", field: str = "") -> None:
-        """Refuse any text in the document longer than MAX_TEXT, before reading any field."""
-        if isinstance(value, str):
-            self.bounded(value, record, field, MAX_TEXT)
-            return
-        inner = ".".join(part for part in (record, field) if part)
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                name = shorten(str(key))
-                self.bounded(str(key), inner, name, MAX_TEXT)
-                self.scalars(item, inner, name)
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                self.scalars(item, record, f"{field}[{index}]")
-
-    def only(self, block: Mapping[str, Any], allowed: set[str], record: str) -> None:
-        unknown = sorted(str(key) for key in set(block) - allowed)
-        if unknown:
-            raise self.fail(
-                record, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})"
-            )
-
-    def convert(self, parse: Any, value: object, record: str, field: str) -> Any:
-        try:
-            return parse(value)
-        except ValueError as exc:
-            raise self.fail(record, field, str(exc)) from None
-
-    def channels(self, value: object, record: str, field: str) -> tuple[Channel, ...]:
-        items = value if isinstance(value, list) else [value]
-        result: list[Channel] = []
-        for item in items:
-            if item not in CHANNELS:
-                raise self.fail(
-                    record, field, f"unknown channel {item!r} (known: {', '.join(CHANNELS)})"
-                )
-            if item not in result:
-                result.append(cast(Channel, item))
-        if not result:
-            raise self.fail(record, field, "needs at least one channel")
-        return tuple(result)
 
 
 def load_schedules(config_dir: Path) -> Schedules:

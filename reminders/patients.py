@@ -13,7 +13,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
-from reminders.config import load_zone
 from reminders.csvio import read_rows
 from reminders.errors import PatientFileError
 from reminders.fhir.reading import read_bundle
@@ -31,6 +30,7 @@ from reminders.fields import (
 )
 from reminders.lifecycle import FILE_STATUSES, EnrollmentStatus
 from reminders.models import CHANNELS, Channel, Patient, Schedules
+from reminders.reader import load_zone
 from reminders.records import RawRecord
 from reminders.yamlio import read_config_file
 

@@ -27,7 +27,18 @@ from reminders.questions import answer_text
 from reminders.replies import QuestionKind
 from reminders.store import Alert
 
-from .root import JsonOpt, NowOpt, app, errors, fail, make_app, out, parse_now, utc_text
+from .root import (
+    JsonOpt,
+    NowOpt,
+    app,
+    errors,
+    fail,
+    make_app,
+    out,
+    parse_now,
+    read_app,
+    utc_text,
+)
 
 alerts_app = typer.Typer(
     help="Alerts raised by check-in answers and silences: list, acknowledge, resolve.",
@@ -113,7 +124,7 @@ def alerts(
     """Alerts, urgent first then oldest (``alerts ack``, ``alerts resolve`` act on one)."""
     if ctx.invoked_subcommand is not None:
         return
-    application = make_app(ctx)
+    application = read_app(ctx)
     with errors(), application.store.read() as tx:
         found = tx.alerts.listed(status)
     if as_json:
@@ -147,7 +158,7 @@ def _checked(value: str | None, name: str, limit: int) -> None:
 def _act(ctx: typer.Context, alert_id: int, by: str, note: str | None, resolve: bool) -> None:
     _checked(by, "--by", MAX_NAME)
     _checked(note, "--note", MAX_NOTE)
-    application = make_app(ctx)
+    application = read_app(ctx)
     verb = "resolved" if resolve else "acknowledged"
     with errors():
         now = parse_now(None)
@@ -204,7 +215,7 @@ def answers(
     as_json: JsonOpt = False,
 ) -> None:
     """Every check-in of one patient: when asked, its answer, and in the patient's local time."""
-    application = make_app(ctx)
+    application = read_app(ctx)
     with errors(), application.store.read() as tx:
         enrollment = tx.views.enrollment(patient)
         rows = tx.checkins.of(patient)
@@ -253,7 +264,7 @@ def report(
 ) -> None:
     """Check-ins and alerts: per patient (sent, answered, last and highest score, open alerts)
     and per protocol (answer rate, alerts by level, median time to acknowledge)."""
-    application = make_app(ctx)
+    application = read_app(ctx)
     with errors(), application.store.read() as tx:
         patients = tx.reports.patients()
         protocols = tx.reports.protocols()
