@@ -26,6 +26,7 @@ from reminders.fields import (
     normalise_email,
     shorten,
 )
+from reminders.lifecycle import AlertLevel
 from reminders.models import (
     CHANNELS,
     TIMEZONE_EXTENSION,
@@ -155,7 +156,7 @@ def _check_in_contacts(r: _Reader, clinic: Clinic, protocols: Mapping[str, Proto
                 raise r.fail(
                     "clinic", "care_team", f"is required: {where} has alert rules (emails to tell)"
                 )
-            if any(t.level == "urgent" for t in q.thresholds) and not clinic.on_call:
+            if any(t.level == AlertLevel.URGENT for t in q.thresholds) and not clinic.on_call:
                 raise r.fail(
                     "clinic",
                     "on_call",

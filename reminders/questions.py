@@ -241,7 +241,7 @@ def parse_question(
 
 
 def _rules(fail: _Fail, q: CheckInQuestion, alerts: Mapping[str, Any]) -> CheckInQuestion:
-    unknown = sorted(str(k) for k in alerts if k not in {"urgent", "review", "rise", "missed"})
+    unknown = sorted(str(k) for k in alerts if k not in {*AlertLevel, "rise", "missed"})
     if unknown:
         raise fail(
             f"question.alerts.{unknown[0]}", "unknown rule (allowed: missed, review, rise, urgent)"

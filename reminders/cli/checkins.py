@@ -22,7 +22,7 @@ from rich.table import Table
 
 from reminders.fields import normalise_phone
 from reminders.inbound import Text, receive
-from reminders.lifecycle import AlertStatus
+from reminders.lifecycle import AlertLevel, AlertStatus, CheckInStatus
 from reminders.questions import answer_text
 from reminders.replies import QuestionKind
 from reminders.store import Alert
@@ -139,7 +139,7 @@ def alerts(
     for a in found:
         table.add_row(
             str(a.id),
-            f"[red]{a.level}[/]" if a.level == "urgent" else a.level,
+            f"[red]{a.level}[/]" if a.level == AlertLevel.URGENT else a.level,
             a.status,
             a.patient_id,
             f"{a.raised_at:%Y-%m-%d %H:%M}",
@@ -159,7 +159,7 @@ def _act(ctx: typer.Context, alert_id: int, by: str, note: str | None, resolve: 
     _checked(by, "--by", MAX_NAME)
     _checked(note, "--note", MAX_NOTE)
     application = read_app(ctx)
-    verb = "resolved" if resolve else "acknowledged"
+    verb = AlertStatus.RESOLVED if resolve else AlertStatus.ACKNOWLEDGED
     with errors():
         now = parse_now(None)
         with application.store.write() as tx:
@@ -291,9 +291,9 @@ def report(
     for column in (
         "patient",
         "protocol",
-        "sent",
-        "answered",
-        "unanswered",
+        "check-ins",
+        CheckInStatus.ANSWERED,
+        CheckInStatus.UNANSWERED,
         "last",
         "highest",
         "open alerts",
@@ -312,15 +312,14 @@ def report(
         )
     out.print(table)
     table = Table(title="Per protocol")
-    for column in ("protocol", "sent", "answer rate", "urgent", "review", "median min to ack"):
+    for column in ("protocol", "check-ins", "answer rate", *AlertLevel, "median min to ack"):
         table.add_column(column)
     for r in protocols:
         table.add_row(
             r.protocol,
             str(r.sent),
             "" if r.answer_rate is None else f"{r.answer_rate:.0%}",
-            str(r.alerts.get("urgent", 0)),
-            str(r.alerts.get("review", 0)),
+            *(str(r.alerts.get(level, 0)) for level in AlertLevel),
             "" if r.median_minutes_to_ack is None else f"{r.median_minutes_to_ack:g}",
         )
     out.print(table)

@@ -62,9 +62,9 @@ class ReportQueries:
         counts = (
             sa.select(
                 c.patient_id,
-                sa.func.count().label("sent"),
-                _count(c.status, CheckInStatus.ANSWERED).label("answered"),
-                _count(c.status, CheckInStatus.UNANSWERED).label("unanswered"),
+                sa.func.count().label("asked"),
+                _count(c.status, CheckInStatus.ANSWERED).label("n_answered"),
+                _count(c.status, CheckInStatus.UNANSWERED).label("n_unanswered"),
                 sa.func.max(sa.case((c.kind == QuestionKind.SCALE, c.value), else_=None)).label(
                     "highest"
                 ),
@@ -96,9 +96,9 @@ class ReportQueries:
             PatientReport(
                 r.patient_id,
                 r.protocol,
-                int(r.sent or 0),
-                int(r.answered or 0),
-                int(r.unanswered or 0),
+                int(r.asked or 0),
+                int(r.n_answered or 0),
+                int(r.n_unanswered or 0),
                 last.get(r.patient_id),
                 r.highest,
                 int(open_alerts.get(r.patient_id, 0)),
@@ -112,9 +112,9 @@ class ReportQueries:
         checks = self.conn.execute(
             sa.select(
                 c.protocol,
-                sa.func.count().label("sent"),
-                _count(c.status, CheckInStatus.ANSWERED).label("answered"),
-                _count(c.status, CheckInStatus.UNANSWERED).label("unanswered"),
+                sa.func.count().label("asked"),
+                _count(c.status, CheckInStatus.ANSWERED).label("n_answered"),
+                _count(c.status, CheckInStatus.UNANSWERED).label("n_unanswered"),
             ).group_by(c.protocol)
         ).all()
         levels: dict[str, dict[str, int]] = {}
@@ -135,14 +135,14 @@ class ReportQueries:
                 waits.setdefault(protocol, []).append((end - start).total_seconds() / 60)
         result = []
         for r in checks:
-            closed = int(r.answered) + int(r.unanswered)
+            closed = int(r.n_answered) + int(r.n_unanswered)
             result.append(
                 ProtocolReport(
                     r.protocol,
-                    int(r.sent),
-                    int(r.answered),
-                    int(r.unanswered),
-                    round(int(r.answered) / closed, 4) if closed else None,
+                    int(r.asked),
+                    int(r.n_answered),
+                    int(r.n_unanswered),
+                    round(int(r.n_answered) / closed, 4) if closed else None,
                     {level: levels.get(r.protocol, {}).get(level, 0) for level in AlertLevel},
                     round(statistics.median(waits[r.protocol]), 2) if r.protocol in waits else None,
                 )

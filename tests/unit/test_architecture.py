@@ -11,7 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reminders.lifecycle import AttemptOutcome, EnrollmentStatus, Outcome, ReminderStatus
+from reminders.lifecycle import (
+    AlertLevel,
+    AlertStatus,
+    AttemptOutcome,
+    CheckInStatus,
+    EnrollmentStatus,
+    MessageKind,
+    Outcome,
+    ReminderStatus,
+)
 
 PACKAGE = Path(__file__).resolve().parents[2] / "reminders"
 #: Longest a module of the package may be.
@@ -19,7 +28,18 @@ MAX_LINES = 500
 #: Every status and outcome value; ``error`` is also the name of a column and of a JSON
 #: field everywhere, so the tick outcome of that name is left out of the check.
 STATUS_VALUES = {
-    m.value for enum in (ReminderStatus, AttemptOutcome, EnrollmentStatus, Outcome) for m in enum
+    m.value
+    for enum in (
+        ReminderStatus,
+        AttemptOutcome,
+        EnrollmentStatus,
+        Outcome,
+        MessageKind,
+        CheckInStatus,
+        AlertStatus,
+        AlertLevel,
+    )
+    for m in enum
 } - {Outcome.ERROR.value}
 
 
