@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from reminders.lifecycle import ReminderStatus
+from reminders.lifecycle import AlertLevel, AlertStatus, CheckInStatus, ReminderStatus
 from reminders.store import Store
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -40,6 +40,47 @@ class _OutboxCollector(Collector):
         )
 
 
+#: Upper bounds (seconds) of the time-to-acknowledge histogram: 1 minute to 1 day.
+ACK_BUCKETS: Final = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0)
+
+
+class _CheckInCollector(Collector):
+    """Reads check-ins and alerts at scrape time: counts by status and time to acknowledge."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily | HistogramMetricFamily]:
+        with self.store.read() as tx:
+            check_ins = tx.checkins.counts()
+            alerts = tx.alerts.counts()
+            waits = tx.alerts.seconds_to_acknowledge()
+        by_status = GaugeMetricFamily(
+            "reminders_check_ins", "Check-ins by status", labels=["status"]
+        )
+        for status in CheckInStatus:
+            by_status.add_metric([status], check_ins.get(status, 0))
+        yield by_status
+        by_level = GaugeMetricFamily(
+            "reminders_alerts", "Alerts by level and status", labels=["level", "status"]
+        )
+        for level in AlertLevel:
+            for state in AlertStatus:
+                by_level.add_metric([level, state], alerts.get((level, state), 0))
+        yield by_level
+        histogram = HistogramMetricFamily(
+            "reminders_alert_acknowledge_seconds",
+            "Seconds from an alert being raised to its acknowledgement",
+            labels=["level"],
+        )
+        for level in AlertLevel:
+            seconds = [s for lv, s in waits if lv == level]
+            buckets = [(str(b), float(sum(1 for s in seconds if s <= b))) for b in ACK_BUCKETS]
+            buckets.append(("+Inf", float(len(seconds))))
+            histogram.add_metric([level], buckets, sum_value=sum(seconds))
+        yield histogram
+
+
 class Metrics:
     """The process's metrics; also the dispatcher's observer."""
 
@@ -65,6 +106,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_OutboxCollector(store, clock))
+        self.registry.register(_CheckInCollector(store))
 
     def outcome(self, channel: str, outcome: str, lateness: float | None) -> None:
         """Count one delivery outcome (and how late a send was)."""

@@ -230,6 +230,12 @@ class CheckInQueries:
                 )
             )
 
+    def counts(self) -> dict[str, int]:
+        """Check-ins by status (metrics)."""
+        c = CHECK_INS.c
+        rows = self.conn.execute(sa.select(c.status, sa.func.count()).group_by(c.status))
+        return {str(status): int(n) for status, n in rows}
+
     def all(self) -> list[CheckIn]:
         """Every check-in (reports)."""
         with Session(self.conn) as session:
@@ -324,6 +330,26 @@ class AlertQueries:
             ).rowcount
             == 1
         )
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Alerts by (level, status) (metrics)."""
+        a = ALERTS.c
+        rows = self.conn.execute(
+            sa.select(a.level, a.status, sa.func.count()).group_by(a.level, a.status)
+        )
+        return {(str(level), str(status)): int(n) for level, status, n in rows}
+
+    def seconds_to_acknowledge(self) -> list[tuple[str, float]]:
+        """(level, seconds from raised to acknowledged) of every acknowledged alert (metrics)."""
+        a = ALERTS.c
+        rows = self.conn.execute(
+            sa.select(a.level, a.raised_at, a.acknowledged_at).where(a.acknowledged_at.is_not(None))
+        )
+        return [
+            (str(level), (acked - raised).total_seconds())
+            for level, raised, acked in rows
+            if raised is not None and acked is not None
+        ]
 
     def due_escalation(self, before: datetime) -> list[Alert]:
         """Open urgent alerts raised before ``before`` and never escalated (locked for this run)."""

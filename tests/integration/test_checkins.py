@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from reminders.metrics import Metrics
 from reminders.models import Schedules
 from reminders.store import Store
 from reminders.templates import Templates
@@ -206,3 +207,23 @@ def test_a_burst_of_answers_handled_at_once_raises_one_alert_each(desk: Desk) ->
     assert sorted(a.patient_id for a in alerts) == ["P-1", "P-2"]
     assert len(inbound) == 2
     assert len([n for n in desk.notices() if n.occurrence == 1]) == 4  # 2 x (email + SMS)
+
+
+def test_metrics_count_check_ins_alerts_and_time_to_acknowledge(desk: Desk) -> None:
+    """/metrics: check-ins by status, alerts by level and status, seconds to acknowledge (10 minutes here)."""
+    at = ASKED + timedelta(minutes=5)
+    desk.reply("P-1", "9", at)
+    with desk.store.write() as tx:
+        [alert] = tx.alerts.listed()
+        assert alert.id is not None
+        tx.alerts.acknowledge(
+            alert.id, by="Nurse Kim", note=None, at=alert.raised_at + timedelta(minutes=10)
+        )
+    text = Metrics(desk.store, lambda: at).render().decode()
+    assert 'reminders_check_ins{status="answered"} 1.0' in text
+    assert 'reminders_check_ins{status="open"} 2.0' in text
+    assert 'reminders_alerts{level="urgent",status="acknowledged"} 1.0' in text
+    assert 'reminders_alerts{level="urgent",status="open"} 0.0' in text
+    assert 'reminders_alert_acknowledge_seconds_bucket{le="300.0",level="urgent"} 0.0' in text
+    assert 'reminders_alert_acknowledge_seconds_bucket{le="900.0",level="urgent"} 1.0' in text
+    assert 'reminders_alert_acknowledge_seconds_sum{level="urgent"} 600.0' in text
