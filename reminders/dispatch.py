@@ -293,6 +293,7 @@ class Dispatcher:
         lateness = (clock() - r.due_at).total_seconds() if sent else None
         log.info(
             f"reminder.{outcome}",
+            kind=r.kind,
             reminder_id=r.id,
             patient_id=r.patient_id,
             milestone=r.milestone,

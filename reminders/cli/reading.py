@@ -37,8 +37,8 @@ def styled(status: str) -> str:
 
 
 def entry_json(e: TimelineEntry, zone: ZoneInfo, check_in: CheckIn | None = None) -> dict[str, Any]:
-    """One timeline row as JSON (the ``timeline --json`` contract); a check-in question's
-    rows also carry its ``answer`` and ``check_in_status`` (None until it is asked)."""
+    """One timeline row as JSON (the ``timeline --json`` contract); the rows of a check-in
+    question carry its ``check_in_status`` and ``answer`` (None elsewhere and until asked)."""
     row = {
         "id": e.id,  # the number status callbacks name (?reminder=N)
         "kind": e.kind,
@@ -57,9 +57,8 @@ def entry_json(e: TimelineEntry, zone: ZoneInfo, check_in: CheckIn | None = None
         "error": e.error,
         "sent_at": utc_text(e.sent_at),
     }
-    if check_in is not None:
-        row["check_in_status"] = check_in.status
-        row["answer"] = answer_text(QuestionKind(check_in.kind), check_in.value)
+    row["check_in_status"] = check_in.status if check_in else None
+    row["answer"] = answer_text(QuestionKind(check_in.kind), check_in.value) if check_in else None
     return row
 
 
@@ -89,17 +88,7 @@ def timeline(
         zone = ZoneInfo(enrollment.timezone)
         composer = application.config.composer if render else None
         if as_json:
-            questions = application.config.schedules
-            rows = [
-                entry_json(e, zone, asked.get((e.milestone, e.occurrence)))
-                | (
-                    {"check_in_status": None, "answer": None}
-                    if (e.milestone, e.occurrence) not in asked
-                    and questions.question(e.protocol, e.milestone) is not None
-                    else {}
-                )
-                for e in entries
-            ]
+            rows = [entry_json(e, zone, asked.get((e.milestone, e.occurrence))) for e in entries]
             if composer is not None:
                 for row, e in zip(rows, entries, strict=True):
                     row["message"] = rendered(composer, enrollment, e)
