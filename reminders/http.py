@@ -28,11 +28,9 @@ from fastapi.responses import JSONResponse
 from reminders.errors import StoreError
 from reminders.metrics import CONTENT_TYPE
 from reminders.web.calendar import add_calendar_routes
-from reminders.web.context import DashboardSettings, Inbound, WebContext
-from reminders.web.dashboard import add_dashboard
-from reminders.web.context import Inbound, WebContext
 from reminders.web.checkin import add_check_in_routes
-from reminders.web.context import WebContext
+from reminders.web.context import DashboardSettings, WebContext
+from reminders.web.dashboard import add_dashboard
 from reminders.web.limits import BodyLimit
 from reminders.web.pages import add_unsubscribe_routes
 from reminders.web.twilio import add_twilio_routes

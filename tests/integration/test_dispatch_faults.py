@@ -20,7 +20,7 @@ from reminders.dispatch import Dispatcher
 from reminders.errors import StoreError
 from reminders.lifecycle import Transition
 from reminders.models import Schedules
-from reminders.store import Claimed, OutboxManager, Store
+from reminders.store import Asked, Claimed, OutboxManager, Store
 from reminders.templates import Templates
 from tests.integration.test_dispatch import DAY1, enrol
 from tests.integration.test_sync import timeline
@@ -40,13 +40,19 @@ class FillingOutbox(OutboxManager):
         self.can_give_back = give_back
 
     def settle(
-        self, r: Claimed, t: Transition, now: datetime, *, attempt_id: int | None = None
+        self,
+        r: Claimed,
+        t: Transition,
+        now: datetime,
+        *,
+        attempt_id: int | None = None,
+        opens: Asked | None = None,
     ) -> None:
         """Settle, or fail as a full disk does once ``settles`` is used up."""
         if self.settles <= 0:
             raise StoreError(FULL)
         self.settles -= 1
-        super().settle(r, t, now, attempt_id=attempt_id)
+        super().settle(r, t, now, attempt_id=attempt_id, opens=opens)
 
     def give_back(self, owner: str, now: datetime) -> tuple[int, int]:
         """Give the leases back, unless the disk refuses that write too."""
