@@ -164,8 +164,7 @@ class MessageKind(StrEnum):
 
     #: A milestone message the sync planned (the only kind a sync plans, moves or cancels).
     REMINDER = "reminder"
-    #: An answer to a patient's text (HELP, a re-prompt, a safety reply): sent at once,
-    #: whatever the hour.
+    #: An answer to a patient's text (HELP, a re-prompt, a safety reply): sent at once.
     RESPONSE = "response"
     #: A message to the care team (an alert, a forwarded text): sent at once.
     NOTICE = "notice"

@@ -126,12 +126,16 @@ class ViewQueries:
             return list(session.exec(query))
 
     def reminders_of(self, patient_ids: Sequence[str]) -> dict[str, list[TimelineEntry]]:
-        """The reminders of each of ``patient_ids``, in due order (as their timelines)."""
+        """The messages to each of ``patient_ids``, in due order (as their timelines: reminders
+        and responses to their texts, not the notices the care team got about them)."""
         found: dict[str, list[TimelineEntry]] = {pid: [] for pid in patient_ids}
         for chunk in in_lists(list(patient_ids)):
             query = (
                 select(Reminder)
-                .where(col(Reminder.patient_id).in_(chunk))
+                .where(
+                    col(Reminder.patient_id).in_(chunk),
+                    col(Reminder.kind) != MessageKind.NOTICE,
+                )
                 .order_by(
                     col(Reminder.patient_id),
                     col(Reminder.due_at),
