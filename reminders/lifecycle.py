@@ -34,6 +34,17 @@ from typing import Any, Final
 
 from reminders.errors import DeliveryError, InDoubtError, PermanentError, TransientError
 from reminders.retry import RetryPolicy, Rng
+from reminders.states import AlertLevel, AlertStatus, CheckInStatus, FhirStatus, MessageKind
+
+#: The states of check-ins, alerts, message kinds and FHIR codes live in
+#: :mod:`reminders.states` and are re-exported here.
+__all__ = [
+    "AlertLevel",
+    "AlertStatus",
+    "CheckInStatus",
+    "FhirStatus",
+    "MessageKind",
+]
 
 
 class ReminderStatus(StrEnum):
@@ -114,28 +125,6 @@ class Outcome(StrEnum):
     ERROR = "error"
 
 
-class FhirStatus(StrEnum):
-    """FHIR status codes the export writes (:mod:`reminders.fhir.export`); several are
-    spelt like ours, and which of ours each stands for is decided there."""
-
-    #: request-status: a reminder still to go out, an enrollment that runs.
-    ACTIVE = "active"
-    #: request-status: held (a paused patient); CarePlan activity: the same.
-    ON_HOLD = "on-hold"
-    #: request-status: will not happen (cancelled, expired, failed, opted out, withdrawn).
-    REVOKED = "revoked"
-    #: request-, event- and activity-status: done.
-    COMPLETED = "completed"
-    #: event-status: a procedure still to come.
-    PREPARATION = "preparation"
-    #: CarePlan activity: every occurrence still to come.
-    SCHEDULED = "scheduled"
-    #: CarePlan activity: some occurrences sent, some to come.
-    IN_PROGRESS = "in-progress"
-    #: CarePlan activity: every reminder of the milestone cancelled.
-    CANCELLED = "cancelled"
-
-
 class Attention(StrEnum):
     """Why a reminder needs a coordinator's eye (``reminders status``), most urgent first.
 
@@ -157,51 +146,6 @@ class Attention(StrEnum):
 
 #: What ``tick`` reports as stuck (exit 3): waiting on the provider, or lost to it.
 STUCK: Final = (Attention.IN_DOUBT, Attention.RETRYING, Attention.EXPIRED)
-
-
-class MessageKind(StrEnum):
-    """What an outbox row is: a planned reminder, a reply to a patient, or a notice to staff."""
-
-    #: A milestone message the sync planned (the only kind a sync plans, moves or cancels).
-    REMINDER = "reminder"
-    #: An answer to a patient's text (HELP, a re-prompt, a safety reply): sent at once.
-    RESPONSE = "response"
-    #: A message to the care team (an alert, a forwarded text): sent at once.
-    NOTICE = "notice"
-
-
-class CheckInStatus(StrEnum):
-    """Where one check-in question stands."""
-
-    #: Asked; its reply window is open.
-    OPEN = "open"
-    #: A readable answer arrived within the window.
-    ANSWERED = "answered"
-    #: The window closed with no readable answer.
-    UNANSWERED = "unanswered"
-    #: The patient opted out (STOP) while it was open: no answer is awaited, and the
-    #: silence that follows is no missed reply.
-    CANCELLED = "cancelled"
-
-
-class AlertLevel(StrEnum):
-    """How fast the care team must look at an alert."""
-
-    #: Now: the on-call list is texted, and again if nobody acknowledges.
-    URGENT = "urgent"
-    #: Today: the care team is emailed.
-    REVIEW = "review"
-
-
-class AlertStatus(StrEnum):
-    """Where one alert stands."""
-
-    #: Raised; nobody has taken it.
-    OPEN = "open"
-    #: Someone took it (``alerts ack``); no more escalation.
-    ACKNOWLEDGED = "acknowledged"
-    #: Dealt with, with a note (``alerts resolve``).
-    RESOLVED = "resolved"
 
 
 #: Statuses a patients file may set (``completed`` is reached, not set).
