@@ -37,6 +37,7 @@ for db in "${backends[@]}"; do
     run bench.apscheduler_baseline $db --patients 100 --drops 100 --outage 2
     run bench.dashboard $db --patients 5000 --runs 50
     run bench.status $db --patients 2000 --stuck 200
+    run bench.checkins $db --replies 20 --commands 3
   else
     run bench.plan $db
     run bench.claim $db
@@ -46,6 +47,7 @@ for db in "${backends[@]}"; do
     run bench.memory $db
     run bench.apscheduler_baseline $db
     run bench.status $db
+    run bench.checkins $db
   fi
 done
 exit $status
