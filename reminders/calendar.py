@@ -30,7 +30,7 @@ from icalendar import Calendar, Event
 
 from reminders.compose import ClinicPhone
 from reminders.copies import base_occurrence, copy_round
-from reminders.lifecycle import ReminderStatus
+from reminders.lifecycle import MessageKind, ReminderStatus
 from reminders.models import Clinic, Recipient
 
 #: Namespace of the events' UIDs (a UUID of this project's own).
@@ -80,6 +80,10 @@ class Row(Protocol):
         """Channel."""
 
     @property
+    def kind(self) -> str:
+        """Reminder, response or notice: only reminders are milestones."""
+
+    @property
     def due_at(self) -> datetime:
         """Due time (UTC)."""
 
@@ -124,6 +128,8 @@ def milestone_events(patient: Recipient, rows: Iterable[Row]) -> list[MilestoneE
     """One event per milestone occurrence of ``rows`` (one patient's reminders), by day."""
     groups: dict[tuple[str, str, int], list[Row]] = {}
     for row in rows:
+        if row.kind != MessageKind.REMINDER:
+            continue  # a response to the patient's text, or a notice: no milestone
         key = (row.protocol, row.milestone, base_occurrence(row.occurrence))
         groups.setdefault(key, []).append(row)
     zone = ZoneInfo(patient.timezone)

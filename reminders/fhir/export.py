@@ -14,7 +14,13 @@ Per enrollment:
                            reminder's own status as ``statusReason``)
 ``Communication``          one per message sent: ``basedOn`` its request, ``sent``; the text is
                            never exported, only a reference to it (the digest the attempt kept)
+``QuestionnaireResponse``  one per check-in answer, after the ``Questionnaire`` it answers
+                           (:mod:`reminders.fhir.answers`)
+``Flag``                   one per alert: ``active`` until resolved
 =========================  ====================================================================
+
+Responses to a patient's texts (HELP, re-prompts, safety replies) are requests and
+communications too, not activities of the CarePlan; notices to the care team are left out.
 
 Resource ids are name-based UUIDs (``uuid5``) of database keys, so two exports name the same
 thing alike and a receiving server updates instead of duplicating; ``Patient.id`` is the
@@ -33,10 +39,17 @@ from datetime import UTC, date, datetime
 from typing import IO, Any, Final
 
 from reminders.copies import base_occurrence
+from reminders.fhir.answers import flag, questionnaire, response
 from reminders.fhir.ids import instant, patient_resource_id, resource_id
-from reminders.lifecycle import EnrollmentStatus, FhirStatus, ReminderStatus
+from reminders.lifecycle import (
+    CheckInStatus,
+    EnrollmentStatus,
+    FhirStatus,
+    MessageKind,
+    ReminderStatus,
+)
 from reminders.models import Schedules
-from reminders.store import Enrollment, TimelineEntry, Transaction
+from reminders.store import Alert, CheckIn, Enrollment, TimelineEntry, Transaction
 
 #: Identifier systems and code systems of this service's own values.
 REMINDER_SYSTEM: Final = "urn:recovery-reminders:reminder"
@@ -97,6 +110,10 @@ class PatientRecord:
     reminders: Sequence[TimelineEntry] = field(default_factory=list)
     #: The sending attempt of each sent reminder, by reminder id.
     sent: Mapping[int, Sent] = field(default_factory=dict)
+    #: Its check-ins, first asked first.
+    check_ins: Sequence[CheckIn] = field(default_factory=list)
+    #: Its alerts.
+    alerts: Sequence[Alert] = field(default_factory=list)
 
 
 class Exporter:
@@ -106,6 +123,8 @@ class Exporter:
         self.schedules = schedules
         self.mapping = schedules.fhir
         self.today = today
+        #: The check-in questions whose Questionnaire is written already.
+        self.asked: set[tuple[str, str]] = set()
 
     def resources(
         self, record: PatientRecord, since: datetime | None = None
@@ -134,6 +153,28 @@ class Exporter:
                 and REQUEST_STATUS[ReminderStatus(row.status)] == FhirStatus.COMPLETED
             ):
                 yield self.communication(e, patient, row, sent)
+        yield from self.answers(record, patient, careplan, since)
+
+    def answers(
+        self, record: PatientRecord, patient: str, careplan: str, since: datetime | None
+    ) -> Iterator[dict[str, Any]]:
+        """A QuestionnaireResponse per answer (after its Questionnaire, once per Bundle) and
+        a Flag per alert."""
+        for check_in in record.check_ins:
+            if check_in.status != CheckInStatus.ANSWERED or check_in.value is None:
+                continue
+            if since is not None and (check_in.answered_at or since) < since:
+                continue
+            key = (check_in.protocol, check_in.milestone)
+            question = self.schedules.question(*key)
+            if question is not None and key not in self.asked:
+                self.asked.add(key)
+                yield questionnaire(*key, question)
+            yield response(check_in, patient, careplan)
+        for alert in record.alerts:
+            moments = (alert.raised_at, alert.acknowledged_at, alert.resolved_at)
+            if since is None or max(m for m in moments if m is not None) >= since:
+                yield flag(alert, patient)
 
     def patient(self, e: Enrollment) -> dict[str, Any]:
         """The Patient resource of an enrollment."""
@@ -205,7 +246,8 @@ class Exporter:
         order = [m.id for m in protocol.milestones] if protocol else []
         by_milestone: dict[str, list[TimelineEntry]] = {}
         for row in rows:
-            by_milestone.setdefault(row.milestone, []).append(row)
+            if row.kind == MessageKind.REMINDER:  # not the responses to the patient's texts
+                by_milestone.setdefault(row.milestone, []).append(row)
         order += sorted(set(by_milestone) - set(order))
         paused = e.status == EnrollmentStatus.PAUSED
         activities = []
@@ -247,16 +289,16 @@ class Exporter:
     def request(
         self, e: Enrollment, patient: str, careplan: str, row: TimelineEntry
     ) -> dict[str, Any]:
-        """The CommunicationRequest of one reminder."""
+        """The CommunicationRequest of one reminder (or response to the patient's text: one
+        the CarePlan did not plan, so not ``basedOn`` it)."""
         status = REQUEST_STATUS[ReminderStatus(row.status)]
         if row.status in _PENDING and e.status == EnrollmentStatus.PAUSED:
             status = FhirStatus.ON_HOLD
         reason = row.status + (f" ({row.error_code})" if row.error_code else "")
-        return {
+        resource: dict[str, Any] = {
             "resourceType": "CommunicationRequest",
             "id": resource_id("CommunicationRequest", *_key(row)),
             "identifier": [{"system": REMINDER_SYSTEM, "value": str(row.id)}],
-            "basedOn": [{"reference": f"CarePlan/{careplan}"}],
             "status": status,
             "statusReason": {"text": reason},
             "subject": {"reference": patient},
@@ -266,6 +308,9 @@ class Exporter:
             "occurrenceDateTime": instant(row.due_at),
             "authoredOn": instant(e.created_at),
         }
+        if row.kind == MessageKind.REMINDER:
+            resource["basedOn"] = [{"reference": f"CarePlan/{careplan}"}]
+        return resource
 
     def communication(
         self, e: Enrollment, patient: str, row: TimelineEntry, sent: Sent | None
@@ -350,7 +395,14 @@ def records(tx: Transaction, patient: str | None = None) -> Iterator[PatientReco
         sent_ids = [r.id for rows in reminders.values() for r in rows if r.sent_at and r.id]
         sent = {rid: Sent(*found) for rid, found in tx.views.sent_attempts(sent_ids).items()}
         for enrollment in page:
-            yield PatientRecord(enrollment, reminders[enrollment.patient_id], sent)
+            pid = enrollment.patient_id
+            yield PatientRecord(
+                enrollment,
+                reminders[pid],
+                sent,
+                tx.checkins.of(pid),
+                tx.alerts.listed(patient_id=pid),
+            )
 
 
 def _pages(tx: Transaction) -> Iterator[list[Enrollment]]:

@@ -22,8 +22,10 @@ from fhir.resources.R4B.bundle import Bundle
 from reminders.channels.memory import MemoryChannel
 from reminders.errors import UnknownPatient
 from reminders.fhir.export import export_bundle
-from reminders.lifecycle import ReminderStatus
+from reminders.inbound import Text, receive
+from reminders.lifecycle import AlertStatus, CheckInStatus, ReminderStatus
 from reminders.models import Schedules
+from reminders.replies import QuestionKind
 from reminders.store import Store
 from reminders.sync import sync_patients
 from reminders.templates import Templates
@@ -35,14 +37,20 @@ SIX_MONTHS = START + timedelta(days=183)
 SAMPLE = REPO / "patients-fhir.json"
 
 
+#: What each patient texts back to every check-in (the others never answer).
+ANSWERS = {"P-1001": ("9", "yes"), "P-1002": ("2", "no")}
+
+
 def simulate(store: Store, schedules: Schedules, templates: Templates, until: datetime) -> int:
-    """Dispatch every reminder due until ``until``, jumping from one due time to the next;
-    returns how many went out."""
+    """Dispatch every reminder due until ``until``, jumping from one due time to the next, and
+    answer the open check-ins of the patients in :data:`ANSWERS` ten minutes after they are
+    asked; returns how many messages went out."""
     channels = {name: MemoryChannel(name) for name in ("sms", "email")}
     dispatcher = make_dispatcher(
         store, schedules, templates, channels, owner="sim", rng=random.Random(0)
     )
     now = START
+    texts = 0
     while True:
         with store.read() as tx:
             due = tx.views.next_due()
@@ -50,6 +58,16 @@ def simulate(store: Store, schedules: Schedules, templates: Templates, until: da
             break
         now = max(now, due)
         dispatcher.tick(now)
+        for pid, (score, yes_no) in ANSWERS.items():
+            with store.read() as tx:
+                phone = tx.views.enrollment(pid).phone
+                waiting = [c for c in tx.checkins.of(pid) if c.status == CheckInStatus.OPEN]
+            for check_in in waiting:
+                texts += 1
+                body = yes_no if check_in.kind == QuestionKind.YES_NO else score
+                at = check_in.asked_at + timedelta(minutes=10)
+                assert phone is not None
+                receive(store, schedules, Text(phone, body, f"SM{texts:032d}", at))
     return sum(len(c.sent) for c in channels.values())
 
 
@@ -211,3 +229,45 @@ def enrolled(store: Store) -> dict[str, tuple[Any, ...]]:
             )
             for e in tx.views.enrollments()
         }
+
+
+def test_answers_and_alerts_are_questionnaire_responses_and_flags(
+    six_months: Store, shipped: Schedules
+) -> None:
+    """Each answered check-in is a QuestionnaireResponse naming a Questionnaire of the Bundle
+    (one per question), with the value as read; each alert is a Flag, inactive once resolved."""
+    with six_months.write() as tx:
+        alerts = tx.alerts.listed()
+        resolved = alerts[0]
+        assert resolved.id is not None
+        tx.alerts.resolve(resolved.id, by="Kim Lee", note="called back", at=SIX_MONTHS)
+        answered = [
+            c for pid in ANSWERS for c in tx.checkins.of(pid) if c.status == CheckInStatus.ANSWERED
+        ]
+    doc = export(six_months, shipped)
+    of_kind: dict[str, list[dict[str, Any]]] = {}
+    for entry in doc["entry"]:
+        of_kind.setdefault(entry["resource"]["resourceType"], []).append(entry["resource"])
+    questionnaires = {q["url"]: q for q in of_kind["Questionnaire"]}
+    assert len(questionnaires) == len(of_kind["Questionnaire"]) >= 2
+    responses = of_kind["QuestionnaireResponse"]
+    assert len(responses) == len(answered) > 5
+    for qr in responses:
+        [item] = qr["item"]
+        [question_item] = questionnaires[qr["questionnaire"]]["item"]
+        assert item["linkId"] == question_item["linkId"]
+        [answer] = item["answer"]
+        patient = qr["subject"]["reference"]
+        expected = {
+            ("Patient/P-1001", "integer"): {"valueInteger": 9},
+            ("Patient/P-1001", "boolean"): {"valueBoolean": True},
+            ("Patient/P-1002", "integer"): {"valueInteger": 2},
+            ("Patient/P-1002", "boolean"): {"valueBoolean": False},
+        }
+        assert answer == expected[patient, question_item["type"]]
+    flags = of_kind["Flag"]
+    assert len(flags) == len(alerts) > 1
+    statuses = Counter(f["status"] for f in flags)
+    assert statuses == Counter({"active": len(alerts) - 1, "inactive": 1})
+    words = {a.words for a in alerts if a.status != AlertStatus.RESOLVED}
+    assert {f["code"]["text"] for f in flags if f["status"] == "active"} == words
