@@ -19,9 +19,9 @@ from reminders import testing
 from reminders.calendar import calendar
 from reminders.compose import Composer, Unsubscribe
 from reminders.copies import base_occurrence
-from reminders.lifecycle import ReminderStatus
+from reminders.lifecycle import MessageKind, ReminderStatus
 from reminders.models import Schedules
-from reminders.store import Store
+from reminders.store import Outgoing, Store
 from reminders.sync import sync_patients
 from reminders.templates import Templates
 from reminders.tokens import sign
@@ -227,3 +227,23 @@ def test_later_emails_do_not_repeat_the_calendar_link(desk: Desk, shipped: Sched
             later, enrollment.recipient(), first=first, calendar_url=links.calendar(later.id)
         ).text
         assert ("/calendar/" in text) is first
+
+
+def test_a_response_to_the_patients_text_is_no_milestone(store: Store, shipped: Schedules) -> None:
+    """A reply queued to a patient's text (HELP) adds no event to their calendar."""
+    sync_patients(store, shipped, SAMPLE, NOW)
+    before = events(store, shipped, "P-1001")
+    reply = Outgoing(
+        patient_id="P-1001",
+        protocol="proximal-hamstring-repair",
+        milestone="response:help",
+        occurrence=1,
+        channel="sms",
+        template="responses/help",
+        kind=MessageKind.RESPONSE,
+        expires_after=timedelta(hours=6),
+        address="+12015550123",
+    )
+    with store.write() as tx:
+        assert tx.outbox.queue([reply], NOW)
+    assert events(store, shipped, "P-1001") == before
