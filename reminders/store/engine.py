@@ -26,7 +26,7 @@ from reminders.errors import StoreError
 from reminders.store.attempts import AttemptQueries
 from reminders.store.checkins import AlertQueries, CheckInQueries
 from reminders.store.contacts import ContactQueries
-from reminders.store.dashboard import DashboardQueries
+from reminders.store.dashboard import AlertViews, DashboardQueries
 from reminders.store.enrollments import EnrollmentQueries
 from reminders.store.outbox import OutboxQueries
 from reminders.store.reports import ReportQueries
@@ -222,6 +222,8 @@ class Transaction:
         self.alerts = AlertQueries(conn)
         #: Check-ins and alerts aggregated for ``reminders report``.
         self.reports = ReportQueries(conn)
+        #: What the dashboard's pages read of check-ins and alerts.
+        self.dashboard_alerts = AlertViews(conn)
 
     def audit(self, events: Iterable[Mapping[str, Any]]) -> None:
         """Append audit events: dicts with ``at``, ``kind`` and optional ids and ``detail``."""

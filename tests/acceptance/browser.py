@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import httpx
 import pytest
@@ -85,6 +85,17 @@ def chromium(size: tuple[int, int] = DESKTOP) -> Iterator[object]:
             yield driver
         finally:
             driver.quit()
+
+
+def click_and_load(driver: Any, element: Any) -> None:
+    """Click ``element`` (a link or a submit button) and wait until the next page replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
 
 
 @dataclass

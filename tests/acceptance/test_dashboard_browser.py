@@ -146,3 +146,84 @@ def test_the_pages_fit_a_phone_screen(served: Served) -> None:
                 "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )
             assert wide <= 0, (path, wide)
+
+
+#: Surgery 12 days ago: the pain check-ins of days 4 and 11 have been asked.
+CHECKED = datetime.now(UTC).date() - timedelta(days=12)
+
+
+def local_evening(day: int, hour: int, minute: int = 30) -> str:
+    """``day`` days after the check-in patients' surgery, at ``hour`` New York time, as UTC ISO."""
+    from zoneinfo import ZoneInfo
+
+    moment = datetime.combine(
+        CHECKED + timedelta(days=day), datetime.min.time(), ZoneInfo("America/New_York")
+    ).replace(hour=hour, minute=minute)
+    return moment.astimezone(UTC).isoformat()
+
+
+@pytest.fixture
+def answered(cli: Cli) -> Iterator[Served]:
+    """Dana answered her day-4 pain check-in 5 and her day-11 one 9 (urgent), through
+    ``reminders inbound``; a coordinator and a viewer exist; the dashboard is served."""
+    require_browser()
+    cli.write_patients(
+        [{**patients()[0], "surgery_date": CHECKED}, {**patients()[1], "surgery_date": CHECKED}]
+    )
+    for day, score in ((4, "5"), (11, "9")):
+        cli("tick", "--now", local_evening(day, 18))
+        done = cli(
+            "inbound", "--from", "+12015550123", "--body", score, "--now", local_evening(day, 19)
+        )
+        assert "Traceback" not in done.stderr
+    add_user(cli.folder, cli.database, COORDINATOR, "coordinator")
+    add_user(cli.folder, cli.database, VIEWER, "viewer")
+    with serve_dashboard(cli.folder, cli.database) as served:
+        yield served
+
+
+def test_an_urgent_reply_is_acknowledged_from_the_worklist_and_a_viewer_cannot_touch_it(
+    answered: Served,
+) -> None:
+    """The urgent 9/10 from `reminders inbound` heads the worklist; the coordinator acknowledges it with a note and it leaves; Dana's page shows who acknowledged it and draws her pain chart; a viewer sees no button and a forged POST of theirs gets 403 and changes nothing."""
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    from reminders.web.dashboard.auth import SESSION_COOKIE
+
+    with chromium() as driver:
+        sign_in(driver, answered.url, COORDINATOR, PASSWORD)
+        first = driver.find_element(By.CSS_SELECTOR, "#alerts li.item")
+        assert first.find_element(By.CSS_SELECTOR, ".level").text.lower() == "urgent"
+        assert first.find_element(By.CSS_SELECTOR, "a.patient").text == "P-1001"
+        assert first.find_element(By.CSS_SELECTOR, ".answer").text == "9/10"
+        alert_id = first.get_attribute("id").removeprefix("alert-")
+        first.find_element(By.NAME, "note").send_keys("Called Dana; seen in clinic today")
+        follow(driver, first.find_element(By.CSS_SELECTOR, "button.ack"))
+        assert heading(driver) == "Worklist"
+        assert driver.find_elements(By.ID, f"alert-{alert_id}") == []
+        driver.get(f"{answered.url}/app/patients/P-1001")
+        item = driver.find_element(By.ID, f"alert-{alert_id}")
+        assert item.find_element(By.CSS_SELECTOR, ".taken .by").text == COORDINATOR
+        assert "Called Dana; seen in clinic today" in item.text
+        chart = driver.find_element(By.CSS_SELECTOR, "figure.pain svg")
+        assert len(chart.find_elements(By.TAG_NAME, "circle")) == 2
+        assert chart.size["width"] > 200
+        follow(driver, driver.find_element(By.CSS_SELECTOR, ".who button"))
+
+        sign_in(driver, answered.url, VIEWER, PASSWORD)
+        driver.get(f"{answered.url}/app/patients/P-1001")
+        assert driver.find_elements(By.CSS_SELECTOR, "form.actions button") == []
+        token = driver.find_element(By.CSS_SELECTOR, ".who input[name=csrf]").get_attribute("value")
+        cookie = driver.get_cookie(SESSION_COOKIE)
+        assert cookie is not None
+        forged = httpx.post(
+            f"{answered.url}/app/alerts/{alert_id}/resolve",
+            data={"csrf": token, "note": "closing it as a viewer"},
+            cookies={SESSION_COOKIE: cookie["value"]},
+        )
+        assert forged.status_code == 403
+        driver.refresh()
+        item = driver.find_element(By.ID, f"alert-{alert_id}")
+        assert item.find_element(By.CSS_SELECTOR, ".status").text.lower() == "acknowledged"
+        assert "closing it as a viewer" not in item.text

@@ -32,6 +32,7 @@ from tests.acceptance.browser import (
     add_user,
     browser_missing,
     chromium,
+    click_and_load,
     free_port,
     serve_dashboard,
 )
@@ -77,6 +78,13 @@ PEOPLE = (
         "America/Denver",
         "en",
     ),
+)
+#: Replies to the pain check-ins (asked on days 4, 11, 18... at 18:00 local): (patient, day, text).
+REPLIES = (
+    ("P-1001", 4, "3"),
+    ("P-1001", 11, "pain is 5"),
+    ("P-1001", 18, "9"),
+    ("P-1002", 4, "ocho"),
 )
 PAGES = (
     ("signin", "/app/signin"),
@@ -133,14 +141,34 @@ def build(folder: Path, fake: FakeTwilio, port: int) -> str:
     answers = Answers()
     fake.faults = answers
     first = TODAY - timedelta(days=max(p[5] for p in PEOPLE))
+    surgery = {p[0]: TODAY - timedelta(days=p[5]) for p in PEOPLE}
+    phones = {p[0]: p[3] or "" for p in PEOPLE}
     for offset in range((TODAY - first).days + 1):
         day = first + timedelta(days=offset)
-        moment = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=17)
-        moment = min(moment, datetime.now(UTC))
         answers.down = day >= TODAY - timedelta(days=1)
-        done = runner.run(folder, database, "tick", "--now", moment.isoformat(), env=env)
-        if done.code not in (0, 1):
-            raise SystemExit(str(done))
+        # Mid-day (the day's advice), and after the 18:00 check-ins of every US time zone.
+        for hour in (17.0, 26.5):
+            moment = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=hour)
+            if moment > datetime.now(UTC):
+                break
+            done = runner.run(folder, database, "tick", "--now", moment.isoformat(), env=env)
+            if done.code not in (0, 1):
+                raise SystemExit(str(done))
+            for pid, after, reply in REPLIES:
+                if hour > 20 and surgery[pid] + timedelta(days=after) == day:
+                    said = (moment + timedelta(minutes=5)).isoformat()
+                    runner.run(
+                        folder,
+                        database,
+                        "inbound",
+                        "--from",
+                        phones[pid],
+                        "--body",
+                        reply,
+                        "--now",
+                        said,
+                        env=env,
+                    )
     return database
 
 
@@ -170,7 +198,8 @@ def shoot(url: str, out: Path) -> list[Path]:
                     driver.get(f"{url}/app/signin")
                     driver.find_element(By.ID, "email").send_keys(COORDINATOR)
                     driver.find_element(By.ID, "password").send_keys(PASSWORD)
-                    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+                    button = driver.find_element(By.CSS_SELECTOR, "form button[type=submit]")
+                    click_and_load(driver, button)
                 driver.get(f"{url}{path}")
                 for details in driver.find_elements(By.CSS_SELECTOR, "ol.timeline details")[:2]:
                     details.find_element(By.TAG_NAME, "summary").click()

@@ -28,6 +28,12 @@ from reminders.lifecycle import ACCEPTED, FILE_STATUSES, AttemptOutcome, Enrollm
 from reminders.store import Enrollment, Reminder
 from reminders.store.dashboard import PAGE
 from reminders.web.context import DashboardSettings, WebContext
+from reminders.web.dashboard.alerts import (
+    add_alert_routes,
+    answer,
+    patient_answers,
+    worklist_alerts,
+)
 from reminders.web.dashboard.auth import SESSION_COOKIE, SIGNIN_COOKIE, Gate, Outcome, Visitor
 from reminders.web.dashboard.render import ago, page, stylesheet
 from reminders.web.dashboard.words import local
@@ -124,6 +130,8 @@ def add_dashboard_routes(app: FastAPI, ctx: WebContext, settings: DashboardSetti
             "nav": nav,
             "zone": zone.key,
             "when": lambda moment: local(moment, zone),
+            "ago": lambda moment: ago(moment, ctx.clock()),
+            "answer": answer,
         }
 
     def finish(response: Response, visitor: Visitor) -> Response:
@@ -151,10 +159,13 @@ def add_dashboard_routes(app: FastAPI, ctx: WebContext, settings: DashboardSetti
 
         return guarded
 
+    def refuse(visitor: Visitor | None, why: str, status: int = 403) -> HTMLResponse:
+        title = "Not allowed" if status == 403 else "Not done"
+        context = {**base(visitor, title), "message": why, "back": "/app/worklist"}
+        return page("message.html.j2", context, status)
+
     def forbidden(visitor: Visitor | None, why: str) -> HTMLResponse:
-        return page(
-            "message.html.j2", {**base(visitor, "Not allowed"), "message": why, "back": ""}, 403
-        )
+        return refuse(visitor, why, 403)
 
     # -- stylesheet, sign-in, sign-out ----------------------------------------------------
 
@@ -245,6 +256,7 @@ def add_dashboard_routes(app: FastAPI, ctx: WebContext, settings: DashboardSetti
                 "opted_out": q.opted_out(now),
                 "retrying": q.retrying(),
                 "in_doubt": q.in_doubt(),
+                **worklist_alerts(tx),
             }
         return page("worklist.html.j2", {**base(visitor, "Worklist", "worklist"), **context})
 
@@ -253,7 +265,7 @@ def add_dashboard_routes(app: FastAPI, ctx: WebContext, settings: DashboardSetti
     )
 
     def patients_page(visitor: Visitor, rows: list[Any], **extra: Any) -> Response:
-        defaults = {"query": "", "status": None, "next_page": None}
+        defaults: dict[str, Any] = {"query": "", "status": None, "next_page": None, "answers": {}}
         return page(
             "patients.html.j2",
             {
@@ -273,8 +285,9 @@ def add_dashboard_routes(app: FastAPI, ctx: WebContext, settings: DashboardSetti
             status = None
         with ctx.store.read() as tx:
             rows = tx.dashboard.patients(after=after[:64] if after else None, status=status)
+            answers = tx.dashboard_alerts.last_answers([r.enrollment.patient_id for r in rows])
         last = rows[-1].enrollment.patient_id if len(rows) == PAGE else None
-        return patients_page(visitor, rows, status=status, next_page=last)
+        return patients_page(visitor, rows, status=status, next_page=last, answers=answers)
 
     app.add_api_route(
         "/app/patients", signed_in(patients), methods=["GET"], include_in_schema=False
@@ -290,7 +303,8 @@ def add_dashboard_routes(app: FastAPI, ctx: WebContext, settings: DashboardSetti
             query = fields.get("q", "")[:MAX_QUERY]
             with ctx.store.read() as tx:
                 rows = tx.dashboard.search(query)
-            return patients_page(visitor, rows, query=query)
+                answers = tx.dashboard_alerts.last_answers([r.enrollment.patient_id for r in rows])
+            return patients_page(visitor, rows, query=query, answers=answers)
 
         return await run_in_threadpool(signed_in(run), request)
 
@@ -323,10 +337,12 @@ def add_dashboard_routes(app: FastAPI, ctx: WebContext, settings: DashboardSetti
         with ctx.store.read() as tx:
             reminders = tx.views.timeline(patient_id)
             attempts = tx.dashboard.attempts([r.id for r in reminders if r.id is not None])
+            answers = patient_answers(tx, patient_id, ZoneInfo(enrollment.timezone))
         shown = messages_as_sent(settings.composer(), enrollment, reminders, attempts)
         return page(
             "patient.html.j2",
             {
+                **answers,
                 **base(visitor, enrollment.patient_id, "patients"),
                 "e": enrollment,
                 "messages": shown,
@@ -350,6 +366,7 @@ def add_dashboard_routes(app: FastAPI, ctx: WebContext, settings: DashboardSetti
         with ctx.store.read() as tx:
             summary = tx.dashboard.overview(now)
             _, backlog, lag = tx.views.gauges(now)
+            answered, asked, levels = tx.dashboard_alerts.answer_rate(now)
         schedules = settings.composer().schedules
         health = {
             "database": database,
@@ -368,10 +385,14 @@ def add_dashboard_routes(app: FastAPI, ctx: WebContext, settings: DashboardSetti
                 "patients": sorted(summary.patients.items()),
                 "reminders": sorted(summary.reminders.items()),
                 "sends": summary.sends,
+                "answered": answered,
+                "asked": asked,
+                "levels": levels,
             },
         )
 
     app.add_api_route(
         "/app/overview", signed_in(overview), methods=["GET"], include_in_schema=False
     )
+    add_alert_routes(app, ctx, gate, refuse)
     return gate
