@@ -156,3 +156,18 @@ def test_the_patient_page_charts_the_answers_and_the_overview_gives_the_answer_r
     overview = client.get("/app/overview").text
     assert re.search(r"Open urgent alerts</dt><dd[^>]*>1</dd>", overview)
     assert re.search(r"Open review alerts</dt><dd>1</dd>", overview)
+
+
+def test_the_link_in_an_alert_notice_opens_the_patient_page_at_the_alert(
+    board: Board, alerted: dict[str, int]
+) -> None:
+    """``/app/alerts/ID`` (what a notice links to) signs in first, then lands on the patient's page at that alert."""
+    urgent = alerted["P-1"]
+    stranger = board.browser().get(f"/app/alerts/{urgent}")
+    assert stranger.status_code == 303
+    assert stranger.headers["location"] == f"/app/signin?next=/app/alerts/{urgent}"
+    client = board.sign_in()
+    landed = client.get(f"/app/alerts/{urgent}")
+    assert landed.status_code == 303
+    assert landed.headers["location"] == f"/app/patients/P-1#alert-{urgent}"
+    assert client.get("/app/alerts/999999").status_code == 404

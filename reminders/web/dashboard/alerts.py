@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, Final
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
@@ -162,6 +163,23 @@ def add_alert_routes(
 
         return handler
 
+    def show(request: Request) -> Response:
+        """``GET /app/alerts/{id}`` (the link in an alert's notice): the patient's page, at the alert."""
+        visitor = gate.visitor(request)
+        raw = str(request.path_params["alert_id"])
+        if visitor is None:
+            target = f"/app/alerts/{raw}" if raw.isdigit() and len(raw) <= 18 else "/app/worklist"
+            return RedirectResponse(f"/app/signin?next={target}", status_code=303)
+        found = None
+        if raw.isdigit() and len(raw) <= 18:
+            with ctx.store.read() as tx:
+                found = tx.alerts.get(int(raw))
+        if found is None:
+            return refuse(visitor, "There is no such alert.", 404)
+        path = quote(found.patient_id, safe="")
+        return RedirectResponse(f"/app/patients/{path}#alert-{found.id}", status_code=303)
+
+    app.add_api_route("/app/alerts/{alert_id}", show, methods=["GET"], include_in_schema=False)
     for name, resolve in (("acknowledge", False), ("resolve", True)):
         app.add_api_route(
             f"/app/alerts/{{alert_id}}/{name}",

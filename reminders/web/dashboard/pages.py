@@ -91,12 +91,14 @@ def messages_as_sent(
             continue
         # The links an email carries, as Composer.message puts them in.
         links = composer.unsubscribe if r.channel == "email" and r.id else None
+        asks = composer.schedules.question(r.protocol, r.milestone) is not None
         try:
             rendered = composer.render_occurrence(
                 r,
                 recipient,
                 unsubscribe_url=links.url(r.id) if links and r.id else None,
                 calendar_url=links.calendar(r.id) if links and r.id else None,
+                check_in_url=links.check_in(r.id) if links and r.id and asks else None,
                 first=r.channel not in reached,
             )
         except TemplateError:
