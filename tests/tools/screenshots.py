@@ -66,7 +66,7 @@ PEOPLE = (
     ),
     ("P-1003", "Priya", "Natarajan", None, "priya.n@example.com", 16, "America/New_York", "en"),
     ("P-1004", "Sam", "Whitford", INVALID, "sam.w@example.com", 3, "America/New_York", "en"),
-    ("P-1005", "Aroha", "Ngata", UNSUBSCRIBED, None, 8, "America/Los_Angeles", "en"),
+    ("P-1005", "Aroha", "Ngata", UNSUBSCRIBED, None, 8, "America/Chicago", "en"),
     ("P-1006", "Mei", "Tanaka", DOWN, "mei.t@example.com", 2, "America/New_York", "en"),
     (
         "P-1007",
@@ -75,7 +75,7 @@ PEOPLE = (
         "+12015550164",
         "jordan.b@example.com",
         44,
-        "America/Denver",
+        "America/Chicago",
         "en",
     ),
 )
@@ -146,8 +146,9 @@ def build(folder: Path, fake: FakeTwilio, port: int) -> str:
     for offset in range((TODAY - first).days + 1):
         day = first + timedelta(days=offset)
         answers.down = day >= TODAY - timedelta(days=1)
-        # Mid-day (the day's advice), and after the 18:00 check-ins of every US time zone.
-        for hour in (17.0, 26.5):
+        # Mid-day (the day's advice), and 19:30 in New York, 18:30 in Chicago (the 18:00
+        # check-ins, inside the 09:00-20:00 send window).
+        for hour in (17.0, 24.5):
             moment = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=hour)
             if moment > datetime.now(UTC):
                 break
