@@ -21,7 +21,7 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from reminders.alerting import MISSED
-from reminders.lifecycle import CheckInStatus
+from reminders.lifecycle import AlertStatus, CheckInStatus
 from reminders.questions import answer_text
 from reminders.replies import QuestionKind
 from reminders.store import Transaction
@@ -118,7 +118,7 @@ def add_alert_routes(
         if resolve and not note:
             return refuse(visitor, "Say in the note what was done: resolving needs a note.", 400)
         now = ctx.clock()
-        verb = "resolved" if resolve else "acknowledged"
+        verb = (AlertStatus.RESOLVED if resolve else AlertStatus.ACKNOWLEDGED).value
         with ctx.store.write() as tx:
             found: Alert | None = tx.alerts.get(alert_id)
             if found is None:
