@@ -168,6 +168,31 @@ def message_context(
     }
 
 
+def claimed_message(
+    r: Claimed,
+    rendered: Rendered,
+    message_id: str,
+    local: datetime,
+    unsubscribe_url: str | None = None,
+) -> Message:
+    """The message a claimed row hands its channel: ``rendered`` to ``r``'s address, sent
+    at ``local`` (the recipient's clock, shown in the console and logs)."""
+    assert r.address is not None  # noqa: S101  # the dispatcher checked
+    return Message(
+        reminder_id=r.id,
+        channel=r.channel,
+        to=r.address,
+        text=rendered.text,
+        subject=rendered.subject,
+        html=rendered.html,
+        message_id=message_id,
+        expires_at=r.expires_at,
+        patient_id=r.patient_id,
+        local_time=local.strftime("%a %Y-%m-%d %H:%M %Z"),
+        unsubscribe_url=unsubscribe_url,
+    )
+
+
 class Occurrence(Protocol):
     """A reminder as claimed or stored: what to render, and for which day."""
 
@@ -320,19 +345,8 @@ class Composer:
             calendar_url=links.calendar(r.id) if links else None,
             check_in_url=links.check_in(r.id) if links and asks else None,
         )
-        return Message(
-            reminder_id=r.id,
-            channel=r.channel,
-            to=r.address,
-            text=rendered.text,
-            subject=rendered.subject,
-            html=rendered.html,
-            message_id=f"<reminder.{r.id}.{r.milestone}.{r.occurrence}@{self.message_domain}>",
-            expires_at=r.expires_at,
-            patient_id=r.recipient.patient_id,
-            local_time=now.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"),
-            unsubscribe_url=unsubscribe,
-        )
+        message_id = f"<reminder.{r.id}.{r.milestone}.{r.occurrence}@{self.message_domain}>"
+        return claimed_message(r, rendered, message_id, now.astimezone(zone), unsubscribe)
 
     # -- checking every template -----------------------------------------------------------
 

@@ -67,7 +67,7 @@ def notice_context(composer: Composer, r: Claimed) -> dict[str, Any]:
 
 def render_outbound(composer: Composer, r: Claimed, now: datetime) -> Message:
     """The exact response or notice claimed row ``r`` sends at ``now``; raises TemplateError."""
-    from reminders.compose import message_context  # noqa: PLC0415  # compose imports this module
+    from reminders.compose import claimed_message, message_context  # noqa: PLC0415  # compose imports this module
 
     assert r.address is not None  # noqa: S101  # the dispatcher checked
     schedules = composer.schedules
@@ -87,18 +87,8 @@ def render_outbound(composer: Composer, r: Claimed, now: datetime) -> Message:
         language = schedules.languages[0]
         context = notice_context(composer, r)
     rendered = composer.templates.render(r.channel, language, r.template, context)
-    return Message(
-        reminder_id=r.id,
-        channel=r.channel,
-        to=r.address,
-        text=rendered.text,
-        subject=rendered.subject,
-        html=rendered.html,
-        message_id=f"<{r.kind}.{r.id}@{composer.message_domain}>",
-        expires_at=r.expires_at,
-        patient_id=r.patient_id,
-        local_time=now.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"),
-    )
+    message_id = f"<{r.kind}.{r.id}@{composer.message_domain}>"
+    return claimed_message(r, rendered, message_id, now.astimezone(zone))
 
 
 def check_outbound(composer: Composer) -> list[TemplateError]:
