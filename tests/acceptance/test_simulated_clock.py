@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from .conftest import Cli, iso, tick_counts
+from .conftest import Cli, iso, sample_patients, tick_counts
 
 
 def snapshot(cli: Cli) -> tuple[Any, ...]:
@@ -42,6 +43,11 @@ def test_a_now_days_ahead_of_the_clock_is_refused_and_changes_nothing(
 
 def test_simulate_lets_a_far_now_run_on_a_test_database(cli: Cli) -> None:
     """With ``--simulate`` the same tick runs: what is due is sent and what expired by then is marked so."""
+    # Surgery five days before today, whatever today is: days 1 and 2 (1-day expiry) have
+    # expired three days on, and week 1 (2-day expiry) falls due within them.
+    [patient] = [p for p in sample_patients() if p["id"] == "P-1001"]
+    today = datetime.now(ZoneInfo(patient["timezone"])).date()
+    cli.write_patients([{**patient, "surgery_date": today - timedelta(days=5)}])
     cli("sync")
     ahead = datetime.now(UTC) + timedelta(days=3)
 
