@@ -7,6 +7,7 @@ transaction's lock does the same job.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
@@ -21,6 +22,7 @@ from reminders.lifecycle import (
     UNSETTLED,
     AttemptOutcome,
     CallbackDecision,
+    EnrollmentStatus,
     MessageKind,
     ReminderStatus,
     Transition,
@@ -31,10 +33,9 @@ from reminders.store.attempts import AttemptQueries
 from reminders.store.schema import (
     ATTEMPTS,
     ENROLLMENTS,
-    INBOUND,
     KEY_COLUMNS,
     REMINDERS,
-    active,
+    UTCDateTime,
     in_doubt_ids,
     in_lists,
     upsert,
@@ -184,65 +185,26 @@ class OutboxQueries:
     def claim_due(
         self, now: datetime, owner: str, lease_until: datetime, limit: int
     ) -> list[Claimed]:
-        """Lease up to ``limit`` due reminders of active patients to ``owner``."""
-        r, e = REMINDERS.c, ENROLLMENTS.c
-        due = (
-            sa.select(r.id)
-            .outerjoin(ENROLLMENTS, e.patient_id == r.patient_id)
-            .where(
-                r.status == ReminderStatus.PLANNED,
-                r.not_before <= now,
-                # Responses and notices go out whatever the patient's enrollment says.
-                sa.or_(active(self.conn), r.kind != MessageKind.REMINDER),
-            )
-            .order_by(r.not_before, r.id)
-            .limit(limit)
-            .with_for_update(of=REMINDERS, skip_locked=True)
-        )
-        ids = [row.id for row in self.conn.execute(due.where(r.expires_at > now))]
-        if len(ids) < limit:
-            # Past expiry but in doubt: offered once more, to be reconciled and never resent.
-            doubtful = due.where(r.expires_at <= now, r.id.in_(in_doubt_ids()))
-            ids += [row.id for row in self.conn.execute(doubtful.limit(limit - len(ids)))]
-        if not ids:
-            return []
-        self.conn.execute(
-            _move(ReminderStatus.SENDING, now, lease_owner=owner, lease_until=lease_until).where(
-                r.id.in_(ids)
-            )
-        )
-        doubt = AttemptQueries(self.conn).in_doubt(ids)
-        # Whatever expired, failed or was cancelled before, the first message a patient
-        # actually receives on a channel must say how to opt out: decided here, per row.
-        earlier = REMINDERS.alias("earlier")
-        reached = (
-            sa.exists()
-            .where(
-                earlier.c.patient_id == r.patient_id,
-                earlier.c.channel == r.channel,
-                earlier.c.status.in_(sorted(ACCEPTED)),
-                earlier.c.kind != MessageKind.NOTICE,
-            )
-            .correlate(REMINDERS)
-        )
-        rows = self.conn.execute(
-            sa.select(
-                *(REMINDERS.c[name] for name in _CLAIMED),
-                *(ENROLLMENTS.c[name] for name in _RECIPIENT if name != "patient_id"),
-                r.address,
-                r.patient_id,
-                e.phone,
-                e.email,
-                sa.not_(reached).label("first"),
-                INBOUND.c.sender.label("forwarded_sender"),
-                INBOUND.c.body.label("forwarded_body"),
-            )
-            .outerjoin(ENROLLMENTS, e.patient_id == r.patient_id)
-            .outerjoin(INBOUND, sa.and_(INBOUND.c.id == r.inbound_id, r.kind == MessageKind.NOTICE))
-            .where(r.id.in_(ids))
-            .order_by(r.not_before, r.id)
-        )
-        return [_claimed(row, doubt.get(row.id)) for row in rows]
+        """Lease up to ``limit`` due reminders of active patients to ``owner``.
+
+        Due means planned, ``not_before`` passed and not expired, or past expiry with an
+        attempt in doubt (offered once more, to be reconciled and never resent). Responses
+        and notices go out whatever the patient's enrollment says.
+
+        PostgreSQL: one statement (lock with ``SKIP LOCKED``, lease, and read what the
+        batch needs). SQLite: an ``UPDATE ... RETURNING`` of the ids, then one read of
+        the batch by a single JSON parameter. Both are built once per dialect, so no
+        statement is constructed or compiled per call.
+        """
+        params = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
+        if self.conn.dialect.name == "postgresql":
+            rows = self.conn.execute(_CLAIM_PG, params).all()
+        else:
+            ids = [row[0] for row in self.conn.execute(_CLAIM_SQLITE, params)]
+            if not ids:
+                return []
+            rows = self.conn.execute(_CLAIMED_SQLITE, {"ids": json.dumps(ids)}).all()
+        return [_claimed(row) for row in rows]
 
     def settle(self, reminder_id: int, t: Transition, now: datetime) -> None:
         """Move a leased reminder as ``t`` says and give up the lease (no-op for ``status`` None).
@@ -439,10 +401,90 @@ _RECIPIENT: Final = (
 )
 
 
-def _claimed(row: Any, doubt: tuple[datetime, frozenset[str]] | None) -> Claimed:
-    """A claimed reminder from its row joined with its enrollment."""
-    since, digests = doubt or (None, frozenset())
+def _batch_select(source: str, where: str) -> str:
+    """``SELECT`` what a claimed batch needs from ``source`` (reminders, or the rows just
+    leased): its enrollment, whether anything reached the patient on the channel before,
+    the text a notice forwards, and its in-doubt attempts (earliest start, digests)."""
+    doubt = (
+        f"FROM attempts a WHERE a.reminder_id = r.id AND a.outcome = '{AttemptOutcome.IN_DOUBT}'"
+    )
+    return f"""
+SELECT {", ".join(f"r.{name}" for name in (*_CLAIMED, "address", "patient_id"))},
+    {", ".join(f"e.{name}" for name in _RECIPIENT if name != "patient_id")}, e.phone, e.email,
+    NOT EXISTS (
+        SELECT 1 FROM reminders earlier
+        WHERE earlier.patient_id = r.patient_id AND earlier.channel = r.channel
+        AND {_REACHED.replace("status", "earlier.status")}
+        AND earlier.kind <> '{MessageKind.NOTICE}'
+    ) AS first,
+    i.sender AS forwarded_sender, i.body AS forwarded_body,
+    (SELECT min(a.started_at) {doubt}) AS doubt_since,
+    (SELECT {{digests}} {doubt}) AS doubt_digests
+FROM {source} r
+LEFT JOIN enrollments e ON e.patient_id = r.patient_id
+LEFT JOIN inbound_messages i ON i.id = r.inbound_id AND r.kind = '{MessageKind.NOTICE}'
+WHERE {where}
+ORDER BY r.not_before, r.id"""  # noqa: S608  # constants and column names; values are bound
+
+
+def _due(active: str) -> str:
+    """Ids of the next due reminders in due order; ``active`` is the enrollment test."""
+    return f"""
+SELECT r.id FROM reminders r
+LEFT JOIN enrollments ON enrollments.patient_id = r.patient_id
+WHERE r.status = '{ReminderStatus.PLANNED}' AND r.not_before <= :now
+AND ({active} = '{EnrollmentStatus.ACTIVE}' OR r.kind <> '{MessageKind.REMINDER}')
+AND (r.expires_at > :now OR r.id IN (
+    SELECT reminder_id FROM attempts WHERE outcome = '{AttemptOutcome.IN_DOUBT}'))
+ORDER BY r.not_before, r.id
+LIMIT :limit"""  # noqa: S608  # constants only; values are bound
+
+
+_LEASE: Final = (
+    f"UPDATE reminders SET status = '{ReminderStatus.SENDING}', lease_owner = :owner, "  # noqa: S608
+    "lease_until = :lease_until, updated_at = :now"
+)
+#: ``status IN ('sent', 'delivered')``, as ``ix_reminders_reached`` says it (SQLite matches
+#: partial indexes term by term).
+_REACHED: Final = f"status IN ('{ReminderStatus.SENT}', '{ReminderStatus.DELIVERED}')"
+_TYPES: Final = {
+    "due_at": UTCDateTime,
+    "expires_at": UTCDateTime,
+    "doubt_since": UTCDateTime,
+    "surgery_date": sa.Date,
+}
+_BINDS: Final = (
+    sa.bindparam("now", type_=UTCDateTime),
+    sa.bindparam("lease_until", type_=UTCDateTime),
+)
+#: PostgreSQL: lock, lease and read a batch in one statement (one round trip). The rows
+#: the main query reads of ``reminders`` come from its snapshot before the lease.
+_CLAIM_PG: Final = (
+    sa.text(
+        f"WITH due AS ({_due('enrollments.status')} FOR UPDATE OF r SKIP LOCKED),\n"
+        f"leased AS ({_LEASE} FROM due WHERE reminders.id = due.id RETURNING reminders.*)\n"
+        + _batch_select("leased", "true").replace("{digests}", "string_agg(a.body_digest, ',')")
+    )
+    .bindparams(*_BINDS)
+    .columns(**_TYPES)
+)
+#: SQLite: lease and return the ids (the write transaction's lock keeps others out) ...
+_CLAIM_SQLITE: Final = sa.text(
+    # The unary + hides the index on enrollments.status (see schema.active).
+    f"{_LEASE} WHERE id IN ({_due('+enrollments.status')}) RETURNING id"
+).bindparams(*_BINDS)
+#: ... then read the batch, its ids one JSON array (no list of bound parameters).
+_CLAIMED_SQLITE: Final = sa.text(
+    _batch_select("reminders", "r.id IN (SELECT value FROM json_each(:ids))").replace(
+        "{digests}", "group_concat(a.body_digest, ',')"
+    )
+).columns(**_TYPES)
+
+
+def _claimed(row: Any) -> Claimed:
+    """A claimed reminder from its row joined with its enrollment and in-doubt attempts."""
     m = row._mapping
+    digests = m["doubt_digests"]
     own = m["phone"] if m["channel"] == "sms" else m["email"]
     if m["surgery_date"] is None:  # a notice about a text from a number nobody enrolled
         recipient = Recipient(m["patient_id"], "", "", "", "UTC", date(1970, 1, 1))
@@ -453,8 +495,8 @@ def _claimed(row: Any, doubt: tuple[datetime, frozenset[str]] | None) -> Claimed
         **{name: m[name] for name in _CLAIMED},
         address=m["address"] or own,
         recipient=recipient,
-        in_doubt_since=since,
-        in_doubt_digests=digests,
+        in_doubt_since=m["doubt_since"],
+        in_doubt_digests=frozenset(digests.split(",")) if digests else frozenset(),
         first=bool(m["first"]) and m["kind"] != MessageKind.NOTICE,
         forwarded=(sender, body) if sender is not None else None,
     )
