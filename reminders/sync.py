@@ -40,9 +40,8 @@ from reminders.store import (
     StoredReminder,
     Transaction,
 )
+from reminders.store.enrollments import BULK_ROWS
 
-#: A sync inserting at least this many reminders refreshes the planner's statistics.
-BULK_ROWS: Final = 10_000
 #: A sync refuses to withdraw more than this share of enrolled (active or paused) patients without --force.
 WITHDRAW_GUARD: Final = 0.20
 
