@@ -94,7 +94,7 @@ def receive(store: Store, schedules: Schedules, text: Text) -> Handled:
         language = enrollment.language if enrollment else schedules.languages[0]
         reading = read_reply(text.body, question.reading if question else None, language)
         stored = tx.contacts.record_inbound(
-            text.sender, text.body, _stored_kind(reading), text.at, provider_id=text.sid
+            text.sender, text.body, str(reading.kind), text.at, provider_id=text.sid
         )
         if stored is None:
             return Handled(duplicate=True)
@@ -120,11 +120,6 @@ def receive(store: Store, schedules: Schedules, text: Text) -> Handled:
         reminders_changed=result.changed,
     )
     return result
-
-
-def _stored_kind(reading: Reading) -> str:
-    """What the inbound row's ``kind`` says: stop, start, help, answer, unreadable or other."""
-    return str(reading.kind)
 
 
 def answer(

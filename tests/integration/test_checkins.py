@@ -16,6 +16,7 @@ import pytest
 
 from reminders.metrics import Metrics
 from reminders.models import Schedules
+from reminders.states import AlertLevel
 from reminders.store import Store
 from reminders.templates import Templates
 from tests.integration.checkin_desk import ASKED, PHONES, PRIVATE, Desk, open_desk
@@ -207,6 +208,32 @@ def test_a_burst_of_answers_handled_at_once_raises_one_alert_each(desk: Desk) ->
     assert sorted(a.patient_id for a in alerts) == ["P-1", "P-2"]
     assert len(inbound) == 2
     assert len([n for n in desk.notices() if n.occurrence == 1]) == 4  # 2 x (email + SMS)
+
+
+def test_a_rule_firing_stored_twice_keeps_the_first_alert(desk: Desk) -> None:
+    """The alerts table's own guard, without the inbound de-duplication in front of it: a
+    second store of the same rule firing for the same check-in returns None and adds nothing."""
+    at = ASKED + timedelta(minutes=5)
+    with desk.store.read() as tx:
+        [check_in] = tx.checkins.of("P-1")
+    stored = []
+    for _ in range(2):
+        with desk.store.write() as tx:
+            stored.append(
+                tx.alerts.raise_once(
+                    check_in,
+                    source="answer",
+                    level=AlertLevel.URGENT,
+                    reason="threshold:urgent:>=8",
+                    words="pain 9 of 10",
+                    now=at,
+                )
+            )
+    first, second = stored
+    assert first is not None
+    assert second is None
+    with desk.store.read() as tx:
+        assert [a.id for a in tx.alerts.listed()] == [first]
 
 
 def test_metrics_count_check_ins_alerts_and_time_to_acknowledge(desk: Desk) -> None:
