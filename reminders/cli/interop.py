@@ -11,10 +11,8 @@ from typing import Annotated
 
 import typer
 
-from reminders.calendar import calendar as ics
 from reminders.compose import Unsubscribe
 from reminders.errors import ConfigError
-from reminders.fhir.export import export_bundle
 from reminders.store import TimelineEntry
 
 from .root import NowOpt, app, err, errors, make_app, parse_now, read_app
@@ -49,6 +47,8 @@ def calendar(
     patient: Annotated[str, typer.Argument(help="Patient id.")],
 ) -> None:
     """The patient's milestones as iCalendar on stdout: reminders calendar P-1001 > P-1001.ics"""
+    from reminders.calendar import calendar as ics  # noqa: PLC0415  # icalendar: only here
+
     application = read_app(ctx)
     with errors():
         clinic = application.config.schedules.clinic
@@ -73,6 +73,8 @@ def export_fhir(
 ) -> None:
     """A FHIR R4 Bundle on stdout: Patient, Procedure, CarePlan, CommunicationRequest and
     Communication of each enrollment: reminders export fhir > bundle.json"""
+    from reminders.fhir.export import export_bundle  # noqa: PLC0415  # fhir.resources: only here
+
     since_at = parse_now(since) if since is not None else None
     at = parse_now(now)
     application = read_app(ctx)

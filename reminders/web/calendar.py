@@ -13,7 +13,6 @@ from typing import Final
 from fastapi import FastAPI, Response
 
 from reminders import logs
-from reminders.calendar import calendar
 from reminders.tokens import CALENDAR, verify
 from reminders.web.context import WebContext
 from reminders.web.webhook import MAX_ID
@@ -45,6 +44,8 @@ def add_calendar_routes(app: FastAPI, ctx: WebContext) -> None:
                 return Response("not found\n", status_code=404, media_type="text/plain")
             enrollment = tx.views.enrollment(patient)
             rows = tx.views.timeline(patient)
+        from reminders.calendar import calendar  # noqa: PLC0415  # icalendar on first use only
+
         body = calendar(ctx.clinic(), enrollment.recipient(), rows)
         log.info("calendar.served", events=body.count(b"BEGIN:VEVENT"))
         return Response(body, media_type=MEDIA_TYPE, headers=HEADERS)
