@@ -107,13 +107,15 @@ def select_records(
     back as bare records so that each is reported.
     """
     selection = Selection()
-    places: dict[str, list[str]] = {}
+    first: dict[str, str] = {}  # where each id is; not a list each: a re-sync holds 100,000
+    again: dict[str, list[str]] = {}  # every place of an id written more than once
     for record in records:
         pid = record.patient_id
         if pid is None:
             selection.to_check.append(record)
             continue
-        places.setdefault(pid, []).append(record.position)
+        if first.setdefault(pid, record.position) != record.position:
+            again.setdefault(pid, [first[pid]]).append(record.position)
         digest = record.digest(salt)
         known = stored.get(pid)
         if known is None or known.source_hash != digest or pid in selection.digests:
@@ -121,12 +123,11 @@ def select_records(
             selection.digests[pid] = digest
         else:
             selection.unchanged += 1
-    selection.in_file = set(places)
-    for pid, positions in places.items():
-        if len(positions) > 1:
-            seen = {r.position for r in selection.to_check if r.patient_id == pid}
-            selection.to_check.extend(RawRecord(p, {"id": pid}) for p in positions if p not in seen)
-            selection.unchanged -= len(positions) - len(seen)
+    selection.in_file = set(first)
+    for pid, positions in again.items():
+        seen = {r.position for r in selection.to_check if r.patient_id == pid}
+        selection.to_check.extend(RawRecord(p, {"id": pid}) for p in positions if p not in seen)
+        selection.unchanged -= len(positions) - len(seen)
     return selection
 
 
