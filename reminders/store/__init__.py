@@ -7,6 +7,7 @@ query file per table and procrastinate keeps its connector apart from its job ma
 ``schema``          the tables (SQLModel) and the aware-UTC datetime column type
 ``engine``          :class:`Store`: engine, dialect set-up, read/write transactions
 ``enrollments``     the sync's queries: enrollments, bulk plan, re-plan, cancel
+``known``           what a sync knows of stored enrollments: a compact index
 ``outbox``          claim with a lease, expire, give back, settle, status callbacks
 ``attempts``        delivery attempts and their in-doubt resolution
 ``contacts``        opt-outs and inbound texts
@@ -24,7 +25,8 @@ Bulk work (a sync of 100,000 patients, batch claims) goes through SQLAlchemy Cor
 
 from reminders.store.checkins import Asked
 from reminders.store.engine import Store, Transaction, default_database_url
-from reminders.store.enrollments import PlanSlot, ReminderKey, StoredEnrollment, StoredReminder
+from reminders.store.enrollments import PlanSlot, ReminderKey, StoredReminder
+from reminders.store.known import StoredEnrollment
 from reminders.store.manager import OutboxManager, audit_record
 from reminders.store.outbox import Claimed, Outgoing
 from reminders.store.schema import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reminders.records import RawRecord
 from reminders.store import StoredEnrollment
-from reminders.store.enrollments import EnrollmentIndex
+from reminders.store.known import EnrollmentIndex
 
 DIGEST = RawRecord("row 2", {"id": "P-1"}).digest("salt")
 
