@@ -82,6 +82,8 @@ _SQLITE_DATETIME: Final = "%Y-%m-%d %H:%M:%S.%f"
 RESENT: Final = "reminder.resent"
 #: Rows of the enrollment index fetched at a time (a server-side cursor on PostgreSQL).
 _INDEX_BATCH: Final = 5_000
+#: SQLite page cache while the index is read (KiB).
+_INDEX_CACHE_KIB: Final = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +118,21 @@ class EnrollmentQueries:
         """Every stored enrollment's id, source digest and status (read in batches)."""
         e = ENROLLMENTS.c
         index = EnrollmentIndex()
-        rows = self.conn.execute(
-            sa.select(e.patient_id, e.source_hash, e.status).execution_options(
-                yield_per=_INDEX_BATCH
-            )
-        )
-        for pid, source_hash, status in rows:
-            index.add(pid, source_hash, status)
+        query = sa.select(e.patient_id, e.source_hash, e.status)
+        # On SQLite the scan goes through a small page cache: in the sync's bulk cache the
+        # table's pages (about 20 MB at 100,000 patients) would stay resident for nothing.
+        sqlite = self.conn.dialect.name == "sqlite"
+        cache = int(self.conn.exec_driver_sql("PRAGMA cache_size").scalar_one()) if sqlite else 0
+        if sqlite:
+            self.conn.exec_driver_sql(f"PRAGMA cache_size=-{_INDEX_CACHE_KIB}")
+        try:
+            for pid, source_hash, status in self.conn.execute(
+                query.execution_options(yield_per=_INDEX_BATCH)
+            ):
+                index.add(pid, source_hash, status)
+        finally:
+            if sqlite:
+                self.conn.exec_driver_sql(f"PRAGMA cache_size={cache}")
         return index
 
     def reminders_of(self, patient_ids: Sequence[str]) -> list[StoredReminder]:
