@@ -14,21 +14,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from reminders.channels.base import Channel
-from reminders.channels.console import ConsoleChannel
-from reminders.channels.smtp import SmtpChannel
-from reminders.channels.twilio import TwilioChannel
 from reminders.compose import Composer
 from reminders.config import load_schedules
-from reminders.dispatch import Dispatcher, Observer
 from reminders.models import Schedules
 from reminders.patients import patients_path
-from reminders.settings import Settings
 from reminders.store import OutboxManager, Store, default_database_url
 from reminders.templates import TEMPLATES_DIR, Templates
+
+if TYPE_CHECKING:  # the channels (twilio, requests), settings and dispatcher load on use:
+    # a command that sends nothing (status, timeline, inbound) does not import them.
+    from reminders.channels.base import Channel
+    from reminders.dispatch import Dispatcher, Observer
+    from reminders.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,8 @@ class App:
     @cached_property
     def settings(self) -> Settings:
         """The environment's settings; raises ConfigError naming every wrong variable."""
+        from reminders.settings import Settings  # noqa: PLC0415  # see TYPE_CHECKING above
+
         return self._settings or Settings.from_env()
 
     @cached_property
@@ -112,6 +115,10 @@ class App:
 
         Without provider settings a channel prints to ``console`` (a dry run).
         """
+        from reminders.channels.console import ConsoleChannel  # noqa: PLC0415  # on use
+        from reminders.channels.smtp import SmtpChannel  # noqa: PLC0415  # on use
+        from reminders.channels.twilio import TwilioChannel  # noqa: PLC0415  # on use
+
         settings = self.settings
         channels: dict[str, Channel] = {}
         notes: list[str] = []
@@ -149,6 +156,8 @@ class App:
         observer: Observer | None = None,
     ) -> Dispatcher:
         """A dispatcher on this store, wired to ``channels`` and the environment's limits."""
+        from reminders.dispatch import Dispatcher  # noqa: PLC0415  # see TYPE_CHECKING above
+
         settings = self.settings
         return Dispatcher(
             OutboxManager(self.store),

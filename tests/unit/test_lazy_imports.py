@@ -29,8 +29,12 @@ def imported_after(module: str, candidates: tuple[str, ...]) -> set[str]:
     ("module", "absent"),
     [
         # Every command loads the CLI: none of them needs the HTTP stack, iCalendar or FHIR
-        # models just to start (``run`` and ``serve`` import the service themselves).
-        ("reminders.cli", ("fastapi", "starlette", "uvicorn", "icalendar", "fhir.resources")),
+        # models just to start (``run`` and ``serve`` import the service themselves), nor
+        # the Twilio client unless it sends.
+        (
+            "reminders.cli",
+            ("fastapi", "starlette", "uvicorn", "icalendar", "fhir.resources", "twilio"),
+        ),
         # ``run`` serves HTTP, but reads no FHIR Bundle unless the patients file is one and
         # writes a calendar only when one is asked for.
         ("reminders.service", ("icalendar", "fhir.resources")),
