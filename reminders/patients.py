@@ -6,12 +6,17 @@ the record and the field, and the sync leaves that patient's stored enrollment a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
+import subprocess
+import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from reminders.csvio import read_rows
 from reminders.errors import PatientFileError
@@ -35,6 +40,8 @@ from reminders.yamlio import read_config_file
 
 #: Default file name, looked up beside ``schedules.yaml``.
 PATIENTS_FILE: Final = "patients.yaml"
+#: From this many records to validate on, a second process validates half of them.
+PARALLEL_RECORDS: Final = 20_000
 #: Largest patients file read, in bytes (checked before parsing): about 200,000 patients
 #: in YAML, 600,000 in CSV.
 MAX_PATIENTS_BYTES: Final = 64 << 20
@@ -182,6 +189,9 @@ def validate_records(path: Path, records: Iterable[RawRecord], schedules: Schedu
             duplicates.add(pid)
         else:
             first_seen[pid] = record.position
+    outcomes = iter(
+        _validate_all(str(path), [r for r in records if r.patient_id not in duplicates], schedules)
+    )
     for record in records:
         pid = record.patient_id
         if pid in duplicates:
@@ -192,11 +202,58 @@ def validate_records(path: Path, records: Iterable[RawRecord], schedules: Schedu
                 )
             )
             continue
-        patient, problems = validate_record(str(path), record, schedules)
+        patient, problems = next(outcomes)
         if patient is not None:
             result.patients.append(patient)
         result.problems.extend(problems)
     return result
+
+
+def _validate_all(
+    file: str, records: list[RawRecord], schedules: Schedules
+) -> list[tuple[Patient | None, list[Problem]]]:
+    """:func:`validate_record` of each record, in order; a large file's second half in a
+    second process meanwhile (phone and email checks are most of a large sync's CPU).
+
+    The second process is ``python -m reminders.patients`` fed by pickles through its
+    pipes, not multiprocessing: that would run the caller's main module again in it.
+    """
+    if len(records) < PARALLEL_RECORDS or (os.cpu_count() or 1) < 2:  # two halves
+        return _validate_chunk(file, records, schedules)
+    half = len(records) // 2
+    payload = pickle.dumps((file, records[half:], schedules), pickle.HIGHEST_PROTOCOL)
+    try:
+        worker = subprocess.Popen(  # this interpreter, this module
+            [sys.executable, "-m", "reminders.patients"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+    except OSError:
+        return _validate_chunk(file, records, schedules)
+    with worker:  # closes both pipes and waits
+        assert worker.stdin is not None  # noqa: S101  # both pipes were asked for
+        assert worker.stdout is not None  # noqa: S101
+
+        def feed(pipe: IO[bytes]) -> None:
+            with contextlib.suppress(OSError):  # a worker gone: its exit status says so
+                pipe.write(payload)
+                pipe.close()
+
+        feeder = threading.Thread(target=feed, args=(worker.stdin,), daemon=True)
+        feeder.start()
+        first = _validate_chunk(file, records[:half], schedules)
+        output = worker.stdout.read()
+        feeder.join()
+    if worker.returncode != 0:  # it failed: do its half here
+        return first + _validate_chunk(file, records[half:], schedules)
+    second: list[tuple[Patient | None, list[Problem]]] = pickle.loads(output)  # noqa: S301  # our own child
+    return first + second
+
+
+def _validate_chunk(
+    file: str, records: list[RawRecord], schedules: Schedules
+) -> list[tuple[Patient | None, list[Problem]]]:
+    return [validate_record(file, record, schedules) for record in records]
 
 
 def validate_record(
@@ -429,3 +486,12 @@ def _attributes(value: object, problem: Any) -> dict[str, str]:
         else:
             result[name] = text
     return result
+
+
+if __name__ == "__main__":  # the second process of _validate_all
+    from reminders.patients import _validate_chunk as _chunk
+
+    _file, _records, _schedules = pickle.load(sys.stdin.buffer)  # noqa: S301  # from our parent
+    sys.stdout.buffer.write(
+        pickle.dumps(_chunk(_file, _records, _schedules), pickle.HIGHEST_PROTOCOL)
+    )

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from reminders import patients
 from reminders.models import Schedules
 from reminders.store import Store
 from reminders.store import enrollments as queries
@@ -175,3 +176,26 @@ def test_failure_in_the_middle_of_a_bulk_load_leaves_rows_and_indexes_as_they_we
     assert len(report.enrolled) == 30
     assert len(stored_rows(store)) == sum(report.reminders.values())
     assert reminder_indexes(store) == before
+
+
+def test_a_large_file_validated_in_two_processes_gives_what_one_gives(
+    shipped: Schedules, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation shared with a second process returns the same patients and the same
+    problems (file, record, field, message) in the same order as one process."""
+    path = patients_file(tmp_path / "p.csv", 30)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[4] = lines[4].replace("+1201555", "+1201")  # a bad phone in the first half
+    lines[25] = lines[25].replace("Dana", "")  # a missing first name in the second half
+    lines[28] = lines[28].replace("P-0027", "P-0010")  # a duplicate id across the halves
+    lines[29] = lines[29].replace("Pacific/Auckland", "Mars/Olympus")  # a bad zone, last
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    records = list(patients.read_records(path, shipped))
+    one = patients.validate_records(path, records, shipped)
+    monkeypatch.setattr(patients, "PARALLEL_RECORDS", 2)
+    two = patients.validate_records(path, records, shipped)
+    assert len(one.problems) == 5
+    assert [str(p) for p in two.problems] == [str(p) for p in one.problems]
+    assert two.problems == one.problems
+    assert two.patients == one.patients
+    assert len(one.patients) == 30 - 5
