@@ -58,6 +58,10 @@ _INSERT_COLUMNS: Final = (
 BULK_ROWS: Final = 10_000
 #: Reminders per ``INSERT ... SELECT`` of ``_expand``: one progress step each.
 _EXPAND_ROWS: Final = 100_000
+#: The partial indexes that take the rows a sync loads (``planned``, never tried). The
+#: others take only tried, sent or failed rows: kept through a load they cost nothing,
+#: rebuilt they would cost a scan of the whole table each.
+_LOADED_INDEXES: Final = frozenset({"ix_reminders_due"})
 #: The temporary tables ``_expand`` loads: each distinct plan's slots, and the patients
 #: (in insertion order) with the number of the plan they follow.
 _PLAN_SLOTS: Final = "sync_plan_slots"
@@ -459,10 +463,11 @@ def _load(
 
 
 def _drop_indexes(conn: Connection) -> list[sa.ExecutableDDLElement]:
-    """Drop the indexes of an empty ``reminders`` table for a bulk load; returns what rebuilds them.
+    """Drop the unique key (PostgreSQL) and the due index of an empty ``reminders`` table for
+    a bulk load; returns what rebuilds them.
 
     Building an index once over millions of rows (a sort) costs much less than keeping it
-    up to date row by row. The drop is part of the sync's transaction: a failed load
+    up to date row by row (the other partial indexes take none of the loaded rows). The drop is part of the sync's transaction: a failed load
     rolls it back with the rows. On PostgreSQL it takes an ACCESS EXCLUSIVE lock on
     ``reminders`` until the sync commits, which is why only a load into an empty table
     (an initial load, nothing yet to claim) does it: a routine sync while other instances
@@ -479,6 +484,8 @@ def _drop_indexes(conn: Connection) -> list[sa.ExecutableDDLElement]:
                 drops.append(sa.schema.DropConstraint(constraint))
                 rebuild.append(sa.schema.AddConstraint(constraint))
     for index in sorted(REMINDERS.indexes, key=lambda ix: str(ix.name)):
+        if index.name not in _LOADED_INDEXES:
+            continue
         drops.append(sa.schema.DropIndex(index))
         rebuild.append(sa.schema.CreateIndex(index))
     for statement in drops:
