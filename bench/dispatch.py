@@ -99,24 +99,32 @@ class TimedChannel:
 
 
 def _profile_workers(dispatcher: Dispatcher, profiles: list[cProfile.Profile]) -> None:
-    """cProfile each worker thread too (cProfile only sees the thread that enabled it)."""
+    """cProfile the worker threads (each step of a message) and the thread that runs the
+    batches (claim, attempts, outcomes, logs): cProfile only sees the thread that enabled it."""
     local = threading.local()
-    deliver = dispatcher._observed
     lock = threading.Lock()
 
-    def observed(*args: Any, **kwargs: Any) -> str:
-        prof = getattr(local, "profile", None)
-        if prof is None:
-            prof = local.profile = cProfile.Profile()
-            with lock:
-                profiles.append(prof)
-        prof.enable()
-        try:
-            return deliver(*args, **kwargs)
-        finally:
-            prof.disable()
+    def profiled(run: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            prof = getattr(local, "profile", None)
+            if prof is None:
+                prof = local.profile = cProfile.Profile()
+                with lock:
+                    profiles.append(prof)
+            if getattr(local, "active", False):  # a step inside a profiled batch
+                return run(*args, **kwargs)
+            local.active = True
+            prof.enable()
+            try:
+                return run(*args, **kwargs)
+            finally:
+                prof.disable()
+                local.active = False
 
-    dispatcher._observed = observed  # type: ignore[method-assign]
+        return wrapper
+
+    dispatcher._guarded = profiled(dispatcher._guarded)  # type: ignore[method-assign]
+    dispatcher._batch = profiled(dispatcher._batch)  # type: ignore[method-assign]
 
 
 def _print_profile(title: str, profiles: list[cProfile.Profile]) -> None:

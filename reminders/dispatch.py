@@ -7,7 +7,8 @@ APScheduler job, a test) only decides when.
 Exactly once, per channel, across crashes and instances:
 
 1. due reminders are leased in one transaction (``status='sending'``, owner, expiry);
-2. the attempt is committed *before* the provider is called, its outcome after;
+2. the attempt is committed *before* the provider is called, its outcome after (a
+   claimed batch's attempts in one transaction, their outcomes in another);
 3. a lease that lapses with no attempt in flight goes back to ``planned``; one that
    lapses mid-attempt, and every attempt the channel reported *in doubt*, is
    reconciled with the provider (Twilio: the messages sent to that number since
@@ -19,7 +20,7 @@ Exactly once, per channel, across crashes and instances:
 
 What happens to each claimed reminder is decided by the pure functions of
 :mod:`reminders.lifecycle` and applied by the store in one call
-(:meth:`Outbox.settle`).
+(:meth:`Outbox.settle_many`, a batch at a time).
 """
 
 from __future__ import annotations
@@ -28,83 +29,57 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Final, Protocol
+from functools import partial
+from typing import Final
 
 from reminders import lifecycle, logs
 from reminders.channels.base import Channel, Message, Reconciling, body_digest
 from reminders.compose import Composer
 from reminders.errors import DeliveryError, StoreError, TemplateError
 from reminders.lifecycle import MessageKind, Outcome, Transition
-from reminders.models import Schedules
 from reminders.planning import in_window, next_window_open
+from reminders.ports import Observer, Outbox
 from reminders.ratelimit import TokenBucket
 from reminders.retry import RetryPolicy
 from reminders.sms import MAX_SEGMENTS, over_limit
-from reminders.store import Asked, Claimed
+from reminders.store import Asked, Claimed, Settlement
+
+#: Observer and Outbox stay importable from here (they were defined here before ports).
+__all__ = ["SWEEP_COUNTS", "Dispatcher", "Observer", "Outbox", "TickReport"]
 
 log = logs.get("reminders.dispatch")
 
 
-class Observer(Protocol):
-    """Receives what the dispatcher does (metrics); must not block."""
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A claimed reminder composed and cleared to go: its attempt is next."""
 
-    def outcome(self, channel: str, outcome: str, lateness: float | None) -> None:
-        """One reminder's outcome; ``lateness`` in seconds after its due time for a send."""
-        ...
-
-    def provider_error(self, channel: str, code: str) -> None:
-        """A provider error code was returned."""
-        ...
+    r: Claimed
+    channel: Channel
+    message: Message
 
 
-class Outbox(Protocol):
-    """What the dispatcher needs of the store (:class:`reminders.store.OutboxManager`)."""
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """What became of a claimed reminder, already recorded (or left to its lease)."""
 
-    def prepare(self, now: datetime) -> list[int]:
-        """Recover lapsed leases and expire what is overdue; returns the expired ids."""
-        ...
+    outcome: Outcome
+    #: When the provider took it, for the lateness of a send.
+    sent_at: datetime | None = None
 
-    def claim(self, now: datetime, owner: str, lease_until: datetime, limit: int) -> list[Claimed]:
-        """Lease a batch of due reminders to ``owner``."""
-        ...
+    @classmethod
+    def of(cls, s: Settlement) -> _Done:
+        """The end of a reminder's turn that ``s`` records."""
+        assert s.t.outcome is not None  # noqa: S101  # only reconciliation may go on
+        sent = s.t.outcome in (Outcome.SENT, Outcome.RECONCILED)
+        return cls(s.t.outcome, s.now if sent else None)
 
-    def begin_attempt(
-        self, r: Claimed, number: int, owner: str, now: datetime, body_digest: str
-    ) -> int | None:
-        """Commit an attempt before the provider is called and return its id; None (and the
-        reminder settled ``suppressed``) when its address has opted out meanwhile."""
-        ...
 
-    def settle(
-        self,
-        r: Claimed,
-        t: Transition,
-        now: datetime,
-        *,
-        attempt_id: int | None = None,
-        opens: Asked | None = None,
-    ) -> None:
-        """Apply one transition in one transaction (and open the check-in ``opens``)."""
-        ...
-
-    def sweep(self, schedules: Schedules, now: datetime) -> Counter[str]:
-        """Close reply windows and re-escalate unacknowledged alerts due by ``now``."""
-        ...
-
-    def release_owner(self, owner: str, now: datetime) -> int:
-        """Give back ``owner``'s leases that have no attempt in flight."""
-        ...
-
-    def complete(self, now: datetime) -> list[str]:
-        """Mark enrollments with nothing left to send ``completed``."""
-        ...
-
-    def give_back(self, owner: str, now: datetime) -> tuple[int, int]:
-        """Return every lease of ``owner``, an attempt in flight put in doubt; (given back, in doubt)."""
-        ...
+#: One claimed reminder's state within a batch.
+_Step = _Ready | Settlement | _Done
 
 
 class _Halted(Exception):
@@ -196,9 +171,7 @@ class Dispatcher:
                     claimed = self.outbox.claim(at, self.owner, at + self.lease, self.batch_size)
                     if not claimed:
                         break
-                    futures = [pool.submit(self._observed, r, clock) for r in claimed]
-                    for future in futures:
-                        report.counts[future.result()] += 1
+                    report.counts.update(self._batch(claimed, pool, clock))
         except StoreError as exc:
             self._break(exc)
         finally:
@@ -209,6 +182,154 @@ class Dispatcher:
         if complete:
             self.complete(clock())
         return report
+
+    def _batch(
+        self, claimed: list[Claimed], pool: ThreadPoolExecutor, clock: Callable[[], datetime]
+    ) -> list[Outcome]:
+        """Deliver one claimed batch; the outcome of each reminder, in order.
+
+        Three writes for the whole batch rather than two per message: every message is
+        composed (and any in-doubt one reconciled) in the pool; the attempts of those to
+        send are committed in one transaction *before* any of them is handed to the
+        provider; the sends run in the pool; their outcomes, with every decision that
+        sent nothing, are written in one transaction. A process that dies after the
+        attempts' commit leaves them ``pending`` under its lease, whether or not their
+        send happened: when the lease lapses they go in doubt and are reconciled with the
+        provider before any resend, as after a death during a single send. A database
+        error on the last write gives back every lease, the sent ones in doubt.
+        Rate-limited channels wait for a token per message: those are sent and recorded
+        one by one (:meth:`_one_by_one`), as a batch would outlive their lease.
+        """
+        steps: list[_Step] = list(
+            pool.map(lambda r: self._guarded(r, lambda: self._prepare(r, clock)), claimed)
+        )
+        sends: dict[int, Future[_Step]] = {}
+        batched: list[int] = []
+        for i, step in enumerate(steps):
+            if isinstance(step, _Ready):
+                if self._limited(step.r.channel):
+                    sends[i] = pool.submit(
+                        self._guarded, step.r, partial(self._one_by_one, step, clock)
+                    )
+                else:
+                    batched.append(i)
+        sends |= self._begin_and_send(steps, batched, pool, clock)
+        for i, future in sends.items():
+            steps[i] = future.result()
+        decided = [step for step in steps if isinstance(step, Settlement)]
+        try:
+            self.outbox.settle_many(decided)
+        except StoreError as exc:
+            # Its own message, no traceback: the tick stops and says it once.
+            log.error("batch.not_recorded", reminders=len(decided), error=str(exc))
+            self._break(exc)
+            steps = [_Done(Outcome.ERROR) if isinstance(s, Settlement) else s for s in steps]
+        return [self._observe(r, step) for r, step in zip(claimed, steps, strict=True)]
+
+    def _limited(self, channel: str) -> bool:
+        limit = self.limits.get(channel)
+        return limit is not None and limit.rate > 0
+
+    def _begin_and_send(
+        self,
+        steps: list[_Step],
+        ready: list[int],
+        pool: ThreadPoolExecutor,
+        clock: Callable[[], datetime],
+    ) -> dict[int, Future[_Step]]:
+        """Commit the attempts of ``steps[ready]`` in one transaction, then submit their sends.
+
+        What sends nothing is written into ``steps``: too late, opted out meanwhile, or
+        left untouched (given back at the end of the tick) when the database failed.
+        """
+        if not ready:
+            return {}
+        if self._broken is not None:
+            for i in ready:
+                steps[i] = _Done(Outcome.ERROR)  # untouched: given back at the end of the tick
+            return {}
+        for i in ready:
+            step = steps[i]
+            assert isinstance(step, _Ready)  # noqa: S101  # the caller chose them so
+            limit = self.limits.get(step.r.channel)
+            if limit is not None:
+                limit.acquire()  # off (rate 0): returns at once
+        started = clock()
+        batch: list[tuple[int, _Ready]] = []
+        for i in ready:
+            step = steps[i]
+            assert isinstance(step, _Ready)  # noqa: S101  # the caller chose them so
+            left = int((step.r.expires_at - started).total_seconds())
+            if left <= 0:
+                steps[i] = self._settlement(step.r, lifecycle.too_late(), started)
+            else:
+                batch.append(
+                    (i, replace(step, message=replace(step.message, validity_seconds=left)))
+                )
+        try:
+            attempts = self.outbox.begin_attempts(
+                [(s.r, s.r.attempts + 1, body_digest(s.message.text)) for _, s in batch],
+                self.owner,
+                started,
+            )
+        except StoreError as exc:
+            log.error("batch.not_recorded", reminders=len(batch), error=str(exc))
+            self._break(exc)
+            for i, _ in batch:
+                steps[i] = _Done(Outcome.ERROR)  # nothing sent: given back at the end
+            return {}
+        sends: dict[int, Future[_Step]] = {}
+        for (i, step), attempt in zip(batch, attempts, strict=True):
+            if attempt is None:
+                steps[i] = _Done(Outcome.SUPPRESSED)  # settled in that same transaction
+            else:
+                sends[i] = pool.submit(
+                    self._guarded, step.r, partial(self._send, step, attempt, clock)
+                )
+        return sends
+
+    def _one_by_one(self, step: _Ready, clock: Callable[[], datetime]) -> _Step:
+        """Wait for the channel's rate limit, then begin, send and record this one message."""
+        r = step.r
+        self.limits[r.channel].acquire()
+        started = clock()
+        left = int((r.expires_at - started).total_seconds())
+        if left <= 0:
+            settled = self._settlement(r, lifecycle.too_late(), started)
+        else:
+            if self._broken is not None:
+                raise _Halted  # waited for the rate limit while another send found the database gone
+            message = replace(step.message, validity_seconds=left)
+            attempt = self.outbox.begin_attempts(
+                [(r, r.attempts + 1, body_digest(message.text))], self.owner, started
+            )[0]
+            if attempt is None:
+                return _Done(Outcome.SUPPRESSED)
+            settled = self._send(replace(step, message=message), attempt, clock)
+        self.outbox.settle_many([settled])
+        return _Done.of(settled)
+
+    def _send(self, step: _Ready, attempt: int, clock: Callable[[], datetime]) -> Settlement:
+        """Hand one message whose attempt is committed to its channel; what to record."""
+        r, number = step.r, step.r.attempts + 1
+        try:
+            receipt = step.channel.send(step.message)
+        except DeliveryError as exc:
+            done = clock()
+            if exc.code and self.observer is not None:
+                self.observer.provider_error(r.channel, exc.code)
+            with self._rng_lock:
+                t = lifecycle.delivery_failed(
+                    exc,
+                    now=done,
+                    attempt=number,
+                    expires_at=r.expires_at,
+                    policy=self.retry,
+                    rng=self._rng,
+                )
+            return self._settlement(r, t, done, attempt)
+        t = lifecycle.accepted(receipt.provider_id, receipt.status, number)
+        return self._settlement(r, t, clock(), attempt)
 
     def _break(self, exc: StoreError) -> None:
         """Remember the first database error of this tick; no reminder is sent after it."""
@@ -246,12 +367,17 @@ class Dispatcher:
         """Give back this dispatcher's leases that have no attempt in flight (on shutdown)."""
         return self.outbox.release_owner(self.owner, self.clock())
 
-    def _settle(
-        self, r: Claimed, t: Transition, now: datetime, attempt_id: int | None = None
-    ) -> Outcome | None:
-        opens = self._asks(r, now) if t.status in lifecycle.ACCEPTED else None
-        self.outbox.settle(r, t, now, attempt_id=attempt_id, opens=opens)
+    def _settle(self, r: Claimed, t: Transition, now: datetime) -> Outcome | None:
+        """Apply ``t`` now, in a transaction of its own (reconciliation)."""
+        self.outbox.settle(r, t, now)
         return t.outcome
+
+    def _settlement(
+        self, r: Claimed, t: Transition, now: datetime, attempt_id: int | None = None
+    ) -> Settlement:
+        """``t`` to record for ``r``, with the check-in it opens if the provider accepted a question."""
+        opens = self._asks(r, now) if t.status in lifecycle.ACCEPTED else None
+        return Settlement(r, t, now, attempt_id, opens)
 
     def _asks(self, r: Claimed, now: datetime) -> Asked | None:
         """The check-in a reminder opens when the provider accepts it, if it asks a question."""
@@ -272,27 +398,33 @@ class Dispatcher:
             now + question.window,
         )
 
-    def _observed(self, r: Claimed, clock: Callable[[], datetime]) -> Outcome:
+    def _guarded(self, r: Claimed, step: Callable[[], _Step]) -> _Step:
+        """Run one step for ``r``; an error ends this reminder's turn, not the batch."""
         try:
             if self._broken is not None:
                 raise _Halted
-            outcome = self._deliver(r, clock)
+            return step()
         except _Halted:
-            return Outcome.ERROR  # untouched: given back at the end of the tick
+            return _Done(Outcome.ERROR)  # untouched: given back at the end of the tick
         except StoreError as exc:
             # Its own message, no traceback: the tick stops and says it once.
             log.error("reminder.not_recorded", reminder_id=r.id, channel=r.channel, error=str(exc))
             self._break(exc)
-            return Outcome.ERROR
+            return _Done(Outcome.ERROR)
         except Exception:
             # A bug must not stop the batch. The lease is kept: when it lapses, an
             # attempt left pending is reconciled, and one never started is retried.
             log.exception("reminder.error", reminder_id=r.id, channel=r.channel)
-            return Outcome.ERROR
-        sent = outcome in (Outcome.SENT, Outcome.RECONCILED)
-        lateness = (clock() - r.due_at).total_seconds() if sent else None
+            return _Done(Outcome.ERROR)
+
+    def _observe(self, r: Claimed, step: _Step) -> Outcome:
+        """Log and count what became of ``r``."""
+        done = _Done.of(step) if isinstance(step, Settlement) else step
+        assert isinstance(done, _Done)  # noqa: S101  # every ready message was sent or dropped
+        if done.outcome is Outcome.ERROR:
+            return done.outcome  # logged where it happened; nothing recorded
         log.info(
-            f"reminder.{outcome}",
+            f"reminder.{done.outcome}",
             kind=r.kind,
             reminder_id=r.id,
             patient_id=r.patient_id,
@@ -302,10 +434,13 @@ class Dispatcher:
             attempt=r.attempts + 1,
         )
         if self.observer is not None:
-            self.observer.outcome(r.channel, outcome, lateness)
-        return outcome
+            lateness = (done.sent_at - r.due_at).total_seconds() if done.sent_at else None
+            self.observer.outcome(r.channel, done.outcome, lateness)
+        return done.outcome
 
-    def _deliver(self, r: Claimed, clock: Callable[[], datetime]) -> Outcome:
+    def _prepare(self, r: Claimed, clock: Callable[[], datetime]) -> _Step:
+        """Compose ``r``'s message (reconciling it first if in doubt): ready to send, or
+        what to record instead."""
         now = clock()
         composer = self.composer
         zone = composer.zone(r.recipient.timezone)
@@ -313,67 +448,25 @@ class Dispatcher:
         # Replies to a patient's text and notices to staff go out at once, whatever the hour.
         if r.kind == MessageKind.REMINDER and not in_window(now, zone, window):
             t = lifecycle.outside_window(next_window_open(now, zone, window), r.expires_at)
-            return self._settled(r, t, now)
+            return self._settlement(r, t, now)
         channel = self.channels.get(r.channel)
         if channel is None or not r.address:
-            return self._settled(r, lifecycle.unreachable(r.channel), now)
+            return self._settlement(r, lifecycle.unreachable(r.channel), now)
         try:
             message = composer.message(r, now)
         except TemplateError as exc:
-            return self._settled(r, lifecycle.unrenderable(exc.detail), now)
+            return self._settlement(r, lifecycle.unrenderable(exc.detail), now)
 
         if r.in_doubt_since is not None:
             settled = self._reconcile(r, channel, message, clock)
             if settled is not None:
-                return settled
+                return _Done(settled, now if settled == Outcome.RECONCILED else None)
 
         if r.channel == "sms" and (count := over_limit(message.text)) is not None:
             size = f"{count.units:,} {count.encoding} units"
             t = lifecycle.sms_too_long(count.segments, MAX_SEGMENTS, size)
-            return self._settled(r, t, clock())
-
-        limit = self.limits.get(r.channel)
-        if limit is not None:
-            limit.acquire()
-        started = clock()
-        left = int((r.expires_at - started).total_seconds())
-        if left <= 0:
-            return self._settled(r, lifecycle.too_late(), started)
-        message = replace(message, validity_seconds=left)
-        number = r.attempts + 1
-        if self._broken is not None:
-            raise _Halted  # waited for the rate limit while another send found the database gone
-        attempt = self.outbox.begin_attempt(
-            r, number, self.owner, started, body_digest(message.text)
-        )
-        if attempt is None:
-            return Outcome.SUPPRESSED
-        try:
-            receipt = channel.send(message)
-        except DeliveryError as exc:
-            done = clock()
-            if exc.code and self.observer is not None:
-                self.observer.provider_error(r.channel, exc.code)
-            with self._rng_lock:
-                t = lifecycle.delivery_failed(
-                    exc,
-                    now=done,
-                    attempt=number,
-                    expires_at=r.expires_at,
-                    policy=self.retry,
-                    rng=self._rng,
-                )
-            return self._settled(r, t, done, attempt)
-        t = lifecycle.accepted(receipt.provider_id, receipt.status, number)
-        return self._settled(r, t, clock(), attempt)
-
-    def _settled(
-        self, r: Claimed, t: Transition, now: datetime, attempt_id: int | None = None
-    ) -> Outcome:
-        """Apply a transition that ends this reminder's turn."""
-        outcome = self._settle(r, t, now, attempt_id)
-        assert outcome is not None  # noqa: S101  # only reconciliation may go on
-        return outcome
+            return self._settlement(r, t, clock())
+        return _Ready(r, channel, message)
 
     def _reconcile(
         self, r: Claimed, channel: Channel, message: Message, clock: Callable[[], datetime]

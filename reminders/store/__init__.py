@@ -9,6 +9,7 @@ query file per table and procrastinate keeps its connector apart from its job ma
 ``enrollments``     the sync's queries: enrollments, bulk plan, re-plan, cancel
 ``known``           what a sync knows of stored enrollments: a compact index
 ``outbox``          claim with a lease, expire, give back, settle, status callbacks
+``claims``          the claim's SQL per dialect, built once
 ``attempts``        delivery attempts and their in-doubt resolution
 ``contacts``        opt-outs and inbound texts
 ``checkins``        check-ins and alerts: exactly one alert per rule firing
@@ -27,7 +28,7 @@ from reminders.store.checkins import Asked
 from reminders.store.engine import Store, Transaction, default_database_url
 from reminders.store.enrollments import PlanSlot, ReminderKey, StoredReminder
 from reminders.store.known import StoredEnrollment
-from reminders.store.manager import OutboxManager, audit_record
+from reminders.store.manager import OutboxManager, Settlement, audit_record
 from reminders.store.outbox import Claimed, Outgoing
 from reminders.store.schema import (
     Alert,
@@ -60,6 +61,7 @@ __all__ = [
     "PlanSlot",
     "Reminder",
     "ReminderKey",
+    "Settlement",
     "StatusSummary",
     "Store",
     "StoredEnrollment",

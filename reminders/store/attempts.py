@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from reminders.lifecycle import AttemptOutcome, Transition
-from reminders.store.schema import ATTEMPTS, REMINDERS, aware, in_lists, inserted_id
+from reminders.store.schema import ATTEMPTS, REMINDERS, in_lists
 
 
 class AttemptQueries:
@@ -29,37 +29,52 @@ class AttemptQueries:
         body_digest: str | None = None,
     ) -> int:
         """Record an attempt before the provider is called; returns its id."""
+        return self.begin_many([(reminder_id, number, body_digest)], owner, now)[0]
+
+    def begin_many(
+        self, attempts: Sequence[tuple[int, int, str | None]], owner: str, now: datetime
+    ) -> list[int]:
+        """Record attempts (reminder id, number, body digest) before the provider is called,
+        one ``executemany`` per table; returns their ids in the same order."""
+        if not attempts:
+            return []
         self.conn.execute(
-            REMINDERS.update()
-            .where(REMINDERS.c.id == reminder_id)
-            .values(attempts=number, updated_at=now)
+            _COUNT, [{"b_id": rid, "b_number": n, "b_now": now} for rid, n, _ in attempts]
         )
-        return inserted_id(
-            self.conn.execute(
-                ATTEMPTS.insert().values(
-                    reminder_id=reminder_id,
-                    number=number,
-                    owner=owner,
-                    started_at=now,
-                    outcome=AttemptOutcome.PENDING,
-                    body_digest=body_digest,
-                )
-            )
-        )
+        rows = [
+            {
+                "reminder_id": rid,
+                "number": n,
+                "owner": owner,
+                "started_at": now,
+                "outcome": AttemptOutcome.PENDING,
+                "body_digest": digest,
+            }
+            for rid, n, digest in attempts
+        ]
+        return [row[0] for row in self.conn.execute(_BEGIN, rows)]
 
     def finish(self, attempt_id: int, t: Transition, now: datetime) -> None:
         """Close an attempt with the outcome (provider id, error) of transition ``t``."""
-        self.conn.execute(
-            ATTEMPTS.update()
-            .where(ATTEMPTS.c.id == attempt_id)
-            .values(
-                finished_at=now,
-                outcome=t.attempt,
-                provider_id=t.provider_id,
-                error_code=t.error_code,
-                error=t.error,
+        self.finish_many([(attempt_id, t, now)])
+
+    def finish_many(self, outcomes: Sequence[tuple[int, Transition, datetime]]) -> None:
+        """Close attempts (id, transition, when) with their outcomes, one ``executemany``."""
+        if outcomes:
+            self.conn.execute(
+                _FINISH,
+                [
+                    {
+                        "b_id": attempt_id,
+                        "b_finished_at": now,
+                        "b_outcome": t.attempt,
+                        "b_provider_id": t.provider_id,
+                        "b_error_code": t.error_code,
+                        "b_error": t.error,
+                    }
+                    for attempt_id, t, now in outcomes
+                ],
             )
-        )
 
     def resolve_in_doubt(
         self,
@@ -99,26 +114,25 @@ class AttemptQueries:
             ).rowcount
         return marked
 
-    def in_doubt(self, reminder_ids: Sequence[int]) -> dict[int, tuple[datetime, frozenset[str]]]:
-        """For each reminder with in-doubt attempts: when the earliest started, and their texts' digests."""
-        doubt: dict[int, tuple[datetime, set[str]]] = {}
-        a = ATTEMPTS.c
-        for chunk in in_lists(reminder_ids):
-            rows = self.conn.execute(
-                sa.select(a.reminder_id, a.started_at, a.body_digest).where(
-                    a.reminder_id.in_(chunk), a.outcome == AttemptOutcome.IN_DOUBT
-                )
-            )
-            for row in rows:
-                since, digests = doubt.get(row.reminder_id, (row.started_at, set()))
-                if row.body_digest:
-                    digests.add(row.body_digest)
-                doubt[row.reminder_id] = (min(since, row.started_at), digests)
-        return {
-            rid: (aware(since) or since, frozenset(digests))
-            for rid, (since, digests) in doubt.items()
-        }
-
     def in_flight(self) -> sa.Select[tuple[int]]:
         """Ids of reminders with an attempt still waiting for the provider's answer."""
         return sa.select(ATTEMPTS.c.reminder_id).where(ATTEMPTS.c.outcome == AttemptOutcome.PENDING)
+
+
+# Built once: a batch's attempts run these with a list of parameter sets (executemany).
+_COUNT: Final = (
+    REMINDERS.update()
+    .where(REMINDERS.c.id == sa.bindparam("b_id"))
+    .values(attempts=sa.bindparam("b_number"), updated_at=sa.bindparam("b_now"))
+)
+_BEGIN: Final = ATTEMPTS.insert().returning(ATTEMPTS.c.id, sort_by_parameter_order=True)
+_FINISH: Final = (
+    ATTEMPTS.update()
+    .where(ATTEMPTS.c.id == sa.bindparam("b_id"))
+    .values(
+        {
+            name: sa.bindparam(f"b_{name}")
+            for name in ("finished_at", "outcome", "provider_id", "error_code", "error")
+        }
+    )
+)

@@ -9,7 +9,8 @@ transaction together with the attempt's outcome, any opt-out and the audit recor
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,20 @@ def audit_record(now: datetime, r: Claimed, kind: str, detail: Mapping[str, Any]
             **detail,
         },
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One transition to apply to a claimed reminder."""
+
+    r: Claimed
+    t: Transition
+    #: When it was decided.
+    now: datetime
+    #: The attempt it closes, if one was begun.
+    attempt_id: int | None = None
+    #: The check-in it opens (a question the provider accepted).
+    opens: Asked | None = None
 
 
 class OutboxManager:
@@ -63,19 +78,37 @@ class OutboxManager:
     def begin_attempt(
         self, r: Claimed, number: int, owner: str, now: datetime, body_digest: str
     ) -> int | None:
-        """Commit an attempt before the provider is called; returns its id.
+        """Commit an attempt before the provider is called; returns its id (see
+        :meth:`begin_attempts`)."""
+        return self.begin_attempts([(r, number, body_digest)], owner, now)[0]
+
+    def begin_attempts(
+        self, batch: Sequence[tuple[Claimed, int, str]], owner: str, now: datetime
+    ) -> list[int | None]:
+        """Commit the attempts (reminder, number, body digest) of a batch in one transaction,
+        before the provider is called; returns their ids in order.
 
         The opt-out is read here, in the transaction that records the attempt, not when
         the batch was claimed: a STOP can arrive while a claimed message waits for the
         rate limit or for reconciliation, and opting out only suppresses reminders still
-        planned. An opted-out address settles the reminder ``suppressed`` in this same
-        transaction and returns None: nothing may be sent.
+        planned. An opted-out address settles its reminder ``suppressed`` in this same
+        transaction and its id is None: nothing may be sent.
         """
         with self.store.write() as tx:
-            if r.address and tx.contacts.is_opted_out(r.channel, r.address):
-                self._apply(tx, r, lifecycle.opted_out(), now, None)
-                return None
-            return tx.attempts.begin(r.id, number, owner, now, body_digest=body_digest)
+            opted = {
+                i
+                for i, (r, _, _) in enumerate(batch)
+                if r.address and tx.contacts.is_opted_out(r.channel, r.address)
+            }
+            self._apply(tx, [Settlement(batch[i][0], lifecycle.opted_out(), now) for i in opted])
+            ids = iter(
+                tx.attempts.begin_many(
+                    [(r.id, n, d) for i, (r, n, d) in enumerate(batch) if i not in opted],
+                    owner,
+                    now,
+                )
+            )
+            return [None if i in opted else next(ids) for i in range(len(batch))]
 
     def settle(
         self,
@@ -86,13 +119,20 @@ class OutboxManager:
         attempt_id: int | None = None,
         opens: Asked | None = None,
     ) -> None:
-        """Apply one transition: the attempt's outcome, in-doubt resolutions, the reminder's
-        new status, an opt-out and the audit record, in one transaction; and when the
-        provider accepted a check-in question, its check-in opens in that same transaction."""
+        """Apply one transition in one transaction (see :meth:`settle_many`)."""
+        self.settle_many([Settlement(r, t, now, attempt_id, opens)])
+
+    def settle_many(self, batch: Sequence[Settlement]) -> None:
+        """Apply transitions in one transaction: the attempts' outcomes, in-doubt resolutions,
+        the reminders' new status, opt-outs and the audit records; and when the provider
+        accepted a check-in question, its check-in opens in that same transaction."""
+        if not batch:
+            return
         with self.store.write() as tx:
-            self._apply(tx, r, t, now, attempt_id)
-            if opens is not None:
-                tx.checkins.open(opens)
+            self._apply(tx, batch)
+            for s in batch:
+                if s.opens is not None:
+                    tx.checkins.open(s.opens)
 
     def sweep(self, schedules: Schedules, now: datetime) -> Counter[str]:
         """Close reply windows and re-escalate unacknowledged urgent alerts, in one transaction."""
@@ -101,30 +141,44 @@ class OutboxManager:
         with self.store.write() as tx:
             return sweep(tx, schedules, now)
 
-    def _apply(
-        self, tx: Transaction, r: Claimed, t: Transition, now: datetime, attempt_id: int | None
-    ) -> None:
-        if attempt_id is not None and t.attempt is not None:
-            tx.attempts.finish(attempt_id, t, now)
-        if t.resolve is not None:
-            tx.attempts.resolve_in_doubt(r.id, t.resolve, now, provider_id=t.provider_id)
-        tx.outbox.settle(r.id, t, now)
-        if t.event is not None:
-            tx.audit([audit_record(now, r, t.event.kind, t.event.detail)])
-        if t.opt_out and r.address:
-            source = f"provider {t.error_code}"
-            changed = tx.contacts.opt_out(r.channel, r.address, now, source=source)
-            # Every patient reached at that address is opted out, so each gets a record.
-            tx.audit(
-                {
-                    "at": now,
-                    "kind": f"opt_out.{r.channel}.on",
-                    "patient_id": pid,
-                    "reminder_id": r.id,
-                    "detail": {"source": source, "reminders": changed},
-                }
-                for pid in tx.contacts.patients_with(r.channel, r.address)
-            )
+    def _apply(self, tx: Transaction, batch: Sequence[Settlement]) -> None:
+        tx.attempts.finish_many(
+            [
+                (s.attempt_id, s.t, s.now)
+                for s in batch
+                if s.attempt_id is not None and s.t.attempt is not None
+            ]
+        )
+        for s in batch:
+            if s.t.resolve is not None:
+                tx.attempts.resolve_in_doubt(
+                    s.r.id, s.t.resolve, s.now, provider_id=s.t.provider_id
+                )
+        tx.outbox.settle_many([(s.r.id, s.t, s.now) for s in batch])
+        tx.audit(
+            audit_record(s.now, s.r, s.t.event.kind, s.t.event.detail)
+            for s in batch
+            if s.t.event is not None
+        )
+        for s in batch:
+            if s.t.opt_out and s.r.address:
+                self._opt_out(tx, s.r, s.t, s.now)
+
+    def _opt_out(self, tx: Transaction, r: Claimed, t: Transition, now: datetime) -> None:
+        assert r.address is not None  # noqa: S101  # the caller checked
+        source = f"provider {t.error_code}"
+        changed = tx.contacts.opt_out(r.channel, r.address, now, source=source)
+        # Every patient reached at that address is opted out, so each gets a record.
+        tx.audit(
+            {
+                "at": now,
+                "kind": f"opt_out.{r.channel}.on",
+                "patient_id": pid,
+                "reminder_id": r.id,
+                "detail": {"source": source, "reminders": changed},
+            }
+            for pid in tx.contacts.patients_with(r.channel, r.address)
+        )
 
     def release_owner(self, owner: str, now: datetime) -> int:
         """Give back ``owner``'s leases that have no attempt in flight (on shutdown)."""

@@ -7,6 +7,7 @@ transaction's lock does the same job.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -22,7 +23,6 @@ from reminders.lifecycle import (
     UNSETTLED,
     AttemptOutcome,
     CallbackDecision,
-    EnrollmentStatus,
     MessageKind,
     ReminderStatus,
     Transition,
@@ -30,12 +30,12 @@ from reminders.lifecycle import (
 )
 from reminders.models import Recipient
 from reminders.store.attempts import AttemptQueries
+from reminders.store.claims import ClaimStatements
 from reminders.store.schema import (
     ATTEMPTS,
     ENROLLMENTS,
     KEY_COLUMNS,
     REMINDERS,
-    UTCDateTime,
     in_doubt_ids,
     in_lists,
     upsert,
@@ -198,12 +198,12 @@ class OutboxQueries:
         """
         params = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
         if self.conn.dialect.name == "postgresql":
-            rows = self.conn.execute(_CLAIM_PG, params).all()
+            rows = self.conn.execute(_CLAIM.postgresql, params).all()
         else:
-            ids = [row[0] for row in self.conn.execute(_CLAIM_SQLITE, params)]
+            ids = [row[0] for row in self.conn.execute(_CLAIM.sqlite_lease, params)]
             if not ids:
                 return []
-            rows = self.conn.execute(_CLAIMED_SQLITE, {"ids": json.dumps(ids)}).all()
+            rows = self.conn.execute(_CLAIM.sqlite_read, {"ids": json.dumps(ids)}).all()
         return [_claimed(row) for row in rows]
 
     def settle(self, reminder_id: int, t: Transition, now: datetime) -> None:
@@ -212,23 +212,29 @@ class OutboxQueries:
         Only a reminder still ``sending`` changes: one whose lease lapsed meanwhile was
         given back by another process, its attempt put in doubt for reconciliation.
         """
-        if t.status is None:
-            return
-        values: dict[str, Any] = {}
-        if t.status in ACCEPTED:
-            values.update(sent_at=now, error=None, error_code=None, provider_id=t.provider_id)
-        else:
-            if t.error is not None or t.attempt is not None:
-                values["error"] = t.error
-            if t.error_code is not None or t.attempt is not None:
-                values["error_code"] = t.error_code
-        if t.not_before is not None:
-            values["not_before"] = t.not_before
-        self.conn.execute(
-            _move(t.status, now, **values).where(
-                REMINDERS.c.id == reminder_id, REMINDERS.c.status == ReminderStatus.SENDING
-            )
-        )
+        self.settle_many([(reminder_id, t, now)])
+
+    def settle_many(self, moves: Sequence[tuple[int, Transition, datetime]]) -> None:
+        """:meth:`settle` each (reminder id, transition, when): one ``executemany`` per set of
+        columns the transitions change (a batch of sends is one)."""
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for reminder_id, t, now in moves:
+            if t.status is None:
+                continue
+            values: dict[str, Any] = {"status": t.status, "updated_at": now}
+            if t.status in ACCEPTED:
+                values.update(sent_at=now, error=None, error_code=None, provider_id=t.provider_id)
+            else:
+                if t.error is not None or t.attempt is not None:
+                    values["error"] = t.error
+                if t.error_code is not None or t.attempt is not None:
+                    values["error_code"] = t.error_code
+            if t.not_before is not None:
+                values["not_before"] = t.not_before
+            params = {f"b_{name}": value for name, value in values.items()}
+            shapes.setdefault(tuple(values), []).append({"b_id": reminder_id, **params})
+        for columns, rows in shapes.items():
+            self.conn.execute(_settle_statement(columns), rows)
 
     def record_sent(self, reminder_id: int, provider_id: str, now: datetime) -> None:
         """Record a reminder as accepted by the provider, whatever its status (tests, imports)."""
@@ -379,6 +385,20 @@ class OutboxQueries:
         return (row.channel, address) if address else None
 
 
+@functools.cache
+def _settle_statement(columns: tuple[str, ...]) -> Any:
+    """``UPDATE`` of a leased reminder setting ``columns`` and no lease, built once per shape."""
+    c = REMINDERS.c
+    return (
+        REMINDERS.update()
+        .where(c.id == sa.bindparam("b_id"), c.status == ReminderStatus.SENDING)
+        .values(
+            {"lease_owner": None, "lease_until": None}
+            | {name: sa.bindparam(f"b_{name}") for name in columns}
+        )
+    )
+
+
 def _move(status: ReminderStatus, now: datetime, *, lease: bool = True, **values: Any) -> Any:
     """``UPDATE reminders SET status, updated_at, values`` (and no lease, unless ``lease`` is
     False or the values set one); the caller adds the WHERE clause."""
@@ -401,84 +421,8 @@ _RECIPIENT: Final = (
 )
 
 
-def _batch_select(source: str, where: str) -> str:
-    """``SELECT`` what a claimed batch needs from ``source`` (reminders, or the rows just
-    leased): its enrollment, whether anything reached the patient on the channel before,
-    the text a notice forwards, and its in-doubt attempts (earliest start, digests)."""
-    doubt = (
-        f"FROM attempts a WHERE a.reminder_id = r.id AND a.outcome = '{AttemptOutcome.IN_DOUBT}'"
-    )
-    return f"""
-SELECT {", ".join(f"r.{name}" for name in (*_CLAIMED, "address", "patient_id"))},
-    {", ".join(f"e.{name}" for name in _RECIPIENT if name != "patient_id")}, e.phone, e.email,
-    NOT EXISTS (
-        SELECT 1 FROM reminders earlier
-        WHERE earlier.patient_id = r.patient_id AND earlier.channel = r.channel
-        AND {_REACHED.replace("status", "earlier.status")}
-        AND earlier.kind <> '{MessageKind.NOTICE}'
-    ) AS first,
-    i.sender AS forwarded_sender, i.body AS forwarded_body,
-    (SELECT min(a.started_at) {doubt}) AS doubt_since,
-    (SELECT {{digests}} {doubt}) AS doubt_digests
-FROM {source} r
-LEFT JOIN enrollments e ON e.patient_id = r.patient_id
-LEFT JOIN inbound_messages i ON i.id = r.inbound_id AND r.kind = '{MessageKind.NOTICE}'
-WHERE {where}
-ORDER BY r.not_before, r.id"""  # noqa: S608  # constants and column names; values are bound
-
-
-def _due(active: str) -> str:
-    """Ids of the next due reminders in due order; ``active`` is the enrollment test."""
-    return f"""
-SELECT r.id FROM reminders r
-LEFT JOIN enrollments ON enrollments.patient_id = r.patient_id
-WHERE r.status = '{ReminderStatus.PLANNED}' AND r.not_before <= :now
-AND ({active} = '{EnrollmentStatus.ACTIVE}' OR r.kind <> '{MessageKind.REMINDER}')
-AND (r.expires_at > :now OR r.id IN (
-    SELECT reminder_id FROM attempts WHERE outcome = '{AttemptOutcome.IN_DOUBT}'))
-ORDER BY r.not_before, r.id
-LIMIT :limit"""  # noqa: S608  # constants only; values are bound
-
-
-_LEASE: Final = (
-    f"UPDATE reminders SET status = '{ReminderStatus.SENDING}', lease_owner = :owner, "  # noqa: S608
-    "lease_until = :lease_until, updated_at = :now"
-)
-#: ``status IN ('sent', 'delivered')``, as ``ix_reminders_reached`` says it (SQLite matches
-#: partial indexes term by term).
-_REACHED: Final = f"status IN ('{ReminderStatus.SENT}', '{ReminderStatus.DELIVERED}')"
-_TYPES: Final = {
-    "due_at": UTCDateTime,
-    "expires_at": UTCDateTime,
-    "doubt_since": UTCDateTime,
-    "surgery_date": sa.Date,
-}
-_BINDS: Final = (
-    sa.bindparam("now", type_=UTCDateTime),
-    sa.bindparam("lease_until", type_=UTCDateTime),
-)
-#: PostgreSQL: lock, lease and read a batch in one statement (one round trip). The rows
-#: the main query reads of ``reminders`` come from its snapshot before the lease.
-_CLAIM_PG: Final = (
-    sa.text(
-        f"WITH due AS ({_due('enrollments.status')} FOR UPDATE OF r SKIP LOCKED),\n"
-        f"leased AS ({_LEASE} FROM due WHERE reminders.id = due.id RETURNING reminders.*)\n"
-        + _batch_select("leased", "true").replace("{digests}", "string_agg(a.body_digest, ',')")
-    )
-    .bindparams(*_BINDS)
-    .columns(**_TYPES)
-)
-#: SQLite: lease and return the ids (the write transaction's lock keeps others out) ...
-_CLAIM_SQLITE: Final = sa.text(
-    # The unary + hides the index on enrollments.status (see schema.active).
-    f"{_LEASE} WHERE id IN ({_due('+enrollments.status')}) RETURNING id"
-).bindparams(*_BINDS)
-#: ... then read the batch, its ids one JSON array (no list of bound parameters).
-_CLAIMED_SQLITE: Final = sa.text(
-    _batch_select("reminders", "r.id IN (SELECT value FROM json_each(:ids))").replace(
-        "{digests}", "group_concat(a.body_digest, ',')"
-    )
-).columns(**_TYPES)
+#: The claim's statements, built once.
+_CLAIM: Final = ClaimStatements.build(_CLAIMED, _RECIPIENT)
 
 
 def _claimed(row: Any) -> Claimed:

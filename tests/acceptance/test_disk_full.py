@@ -135,7 +135,8 @@ def test_a_tick_that_fills_the_disk_exits_1_gives_back_its_leases_and_sends_noth
     scenario = Scenario.due(40)
     cli: Cli = make_cli("clinic")
     cli.write_patients(scenario.records())
-    env = {**twilio_env(twilio.url), "REMINDERS_WORKERS": "1"}
+    # Batches of 10: the disk fills at a later batch's writes, with earlier ones recorded.
+    env = {**twilio_env(twilio.url), "REMINDERS_WORKERS": "1", "REMINDERS_BATCH_SIZE": "10"}
     cli("sync", "--now", iso(scenario.at))
 
     stopped = runner.run(

@@ -8,6 +8,7 @@ where a full disk fails a write: the test picks which write, since a disk does n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -18,9 +19,8 @@ from reminders.channels.memory import MemoryChannel
 from reminders.compose import Composer
 from reminders.dispatch import Dispatcher
 from reminders.errors import StoreError
-from reminders.lifecycle import Transition
 from reminders.models import Schedules
-from reminders.store import Asked, Claimed, OutboxManager, Store
+from reminders.store import OutboxManager, Settlement, Store
 from reminders.templates import Templates
 from tests.integration.test_dispatch import DAY1, enrol
 from tests.integration.test_sync import timeline
@@ -28,31 +28,25 @@ from tests.integration.test_sync import timeline
 PATIENTS = ("P-1", "P-2", "P-3", "P-4", "P-5")
 #: Every patient gets an SMS and an email on day 1.
 DUE = 2 * len(PATIENTS)
+#: Reminders claimed at a time.
+BATCH = 2
 FULL = "database sqlite:///x.db: OperationalError (SQLITE_FULL): database or disk is full"
 
 
 class FillingOutbox(OutboxManager):
-    """An outbox whose database fills up after ``settles`` settled reminders."""
+    """An outbox whose database fills up after ``settles`` batches of outcomes were written."""
 
     def __init__(self, store: Store, settles: int, *, give_back: bool = True) -> None:
         super().__init__(store)
         self.settles = settles
         self.can_give_back = give_back
 
-    def settle(
-        self,
-        r: Claimed,
-        t: Transition,
-        now: datetime,
-        *,
-        attempt_id: int | None = None,
-        opens: Asked | None = None,
-    ) -> None:
-        """Settle, or fail as a full disk does once ``settles`` is used up."""
+    def settle_many(self, batch: Sequence[Settlement]) -> None:
+        """Write a batch's outcomes, or fail as a full disk does once ``settles`` is used up."""
         if self.settles <= 0:
             raise StoreError(FULL)
         self.settles -= 1
-        super().settle(r, t, now, attempt_id=attempt_id, opens=opens)
+        super().settle_many(batch)
 
     def give_back(self, owner: str, now: datetime) -> tuple[int, int]:
         """Give the leases back, unless the disk refuses that write too."""
@@ -64,8 +58,15 @@ class FillingOutbox(OutboxManager):
 def dispatcher(
     outbox: OutboxManager, schedules: Schedules, templates: Templates, channels: Channels
 ) -> Dispatcher:
-    """One worker, so the failing write is the same one every run."""
-    return Dispatcher(outbox, Composer(schedules, templates), channels, owner="tick-1", workers=1)
+    """One worker and batches of 2, so the failing write is the same one every run."""
+    return Dispatcher(
+        outbox,
+        Composer(schedules, templates),
+        channels,
+        owner="tick-1",
+        workers=1,
+        batch_size=BATCH,
+    )
 
 
 class Channels(dict[str, MemoryChannel]):
@@ -92,21 +93,21 @@ def statuses(store: Store) -> dict[str, int]:
 def test_a_tick_stops_at_the_first_database_error_and_gives_every_lease_back(
     store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
 ) -> None:
-    """After the third settle fails, nothing more is sent, every lease is given back (the unrecorded send in doubt), and the next tick sends the rest once."""
+    """When the second batch's outcomes cannot be written, nothing more is claimed or sent, its leases are given back (its sends in doubt), and the next tick sends the rest once."""
     enrol(store, shipped, tmp_path, *PATIENTS)
     channels = Channels()
 
     with pytest.raises(StoreError) as stopped:
-        dispatcher(FillingOutbox(store, settles=2), shipped, templates, channels).tick(DAY1)
+        dispatcher(FillingOutbox(store, settles=1), shipped, templates, channels).tick(DAY1)
 
-    assert len(channels.sent()) == 3, "a send after the database failed"
+    assert len(channels.sent()) == 2 * BATCH, "a send after the database failed"
     message = str(stopped.value)
-    assert message.startswith(f"tick stopped: {FULL}; {DUE - 2} claimed reminders given back")
-    assert "(1 may have reached the provider" in message
-    assert statuses(store) == {"sent": 2, "planned": DUE - 2}
+    assert message.startswith(f"tick stopped: {FULL}; {BATCH} claimed reminders given back")
+    assert f"({BATCH} may have reached the provider" in message
+    assert statuses(store) == {"sent": BATCH, "planned": DUE - BATCH}
 
     counts = dispatcher(OutboxManager(store), shipped, templates, channels).tick(DAY1).counts
-    assert (counts["reconciled"], counts["sent"]) == (1, DUE - 3)
+    assert (counts["reconciled"], counts["sent"]) == (BATCH, DUE - 2 * BATCH)
     assert statuses(store) == {"sent": DUE}
     assert len({m.reminder_id for m in channels.sent()}) == len(channels.sent()) == DUE
 
@@ -122,9 +123,9 @@ def test_leases_that_cannot_be_given_back_lapse_and_the_error_says_so(
     with pytest.raises(StoreError, match=r"could not be given back either.*within 10 minutes"):
         dispatcher(outbox, shipped, templates, channels).tick(DAY1)
 
-    assert statuses(store) == {"sending": DUE}
+    assert statuses(store) == {"sending": BATCH, "planned": DUE - BATCH}
     later = DAY1 + timedelta(minutes=11)
     counts = dispatcher(OutboxManager(store), shipped, templates, channels).tick(later).counts
-    assert (counts["reconciled"], counts["sent"]) == (1, DUE - 1)
+    assert (counts["reconciled"], counts["sent"]) == (BATCH, DUE - BATCH)
     assert statuses(store) == {"sent": DUE}
     assert len({m.reminder_id for m in channels.sent()}) == len(channels.sent()) == DUE
