@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -93,7 +93,7 @@ class Selection:
     #: Source digest of each record to check, by patient id.
     digests: dict[str, str] = field(default_factory=dict)
     #: Every patient id in the file.
-    in_file: set[str] = field(default_factory=set)
+    in_file: Set[str] = field(default_factory=set)
     #: Records left as they were.
     unchanged: int = 0
 
@@ -123,7 +123,7 @@ def select_records(
             selection.digests[pid] = digest
         else:
             selection.unchanged += 1
-    selection.in_file = set(first)
+    selection.in_file = first.keys()  # no copy: a set of 100,000 ids is 4 MiB more
     for pid, positions in again.items():
         seen = {r.position for r in selection.to_check if r.patient_id == pid}
         selection.to_check.extend(RawRecord(p, {"id": pid}) for p in positions if p not in seen)
@@ -163,7 +163,7 @@ class SyncPlan:
 def guard(
     stored: Mapping[str, StoredEnrollment],
     checked: PatientFile,
-    in_file: set[str],
+    in_file: Set[str],
     *,
     force: bool,
     path: Path,
