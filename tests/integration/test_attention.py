@@ -139,3 +139,22 @@ def test_the_counts_read_the_partial_index_not_the_table(tmp_path: Path) -> None
     steps = [row[-1] for row in plan]
     assert any("USING INDEX ix_reminders_attention" in s for s in steps), steps
     assert not any(s == "SCAN reminders" for s in steps), steps
+
+
+def test_the_worklist_counts_and_lists_the_retrying_reminders_of_active_patients(
+    store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
+) -> None:
+    """The dashboard's retrying section: P-2's and P-4's emails wait to retry; P-4 is paused, so only P-2's is listed and counted."""
+    enrol(store, shipped, tmp_path, "P-1", "P-2", "P-3", "P-4")
+    refused = TransientError("cannot reach SMTP server", code="connection")
+    _tick(store, shipped, templates, DAY1, {"P-2": refused, "P-4": refused})
+    with store.write() as tx:
+        tx.conn.execute(
+            sa.text("UPDATE enrollments SET status = 'paused' WHERE patient_id = 'P-4'")
+        )
+
+    with store.read() as tx:
+        section = tx.dashboard.retrying()
+
+    assert section.total == 1
+    assert [(p.who.patient_id, p.reminder.channel) for p in section.rows] == [("P-2", "email")]
