@@ -32,13 +32,13 @@ import random
 import re
 import signal
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 import sqlalchemy as sa
@@ -46,6 +46,7 @@ from twilio.request_validator import RequestValidator
 
 from bench.common import (
     REPO,
+    RecordTail,
     config_dir,
     database,
     fake_twilio,
@@ -56,6 +57,7 @@ from bench.common import (
     note,
     parser,
     percentile,
+    smtp_env,
     twilio_env,
     workdir,
     write_patients_csv,
@@ -86,48 +88,21 @@ ENROLLED = datetime(2026, 11, 20, 12, tzinfo=UTC)
 ASKED = datetime(2026, 11, 24, 23, 5, tzinfo=UTC)  # 18:05 in New York
 
 
-class Arrivals:
-    """Tails the fake's record file: on-call SMS stamped per patient, the rest counted."""
+class Arrivals(RecordTail):
+    """On-call SMS stamped per patient as they land in the fake's record file, the rest counted."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        super().__init__(path)
         #: Questions, then safety replies: everything not to the on-call phone.
         self.to_patients = 0
         self.on_call: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._tail, daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _tail(self) -> None:
-        while not self.path.exists() and not self._stop.is_set():
-            time.sleep(0.002)
-        if not self.path.exists():
-            return
-        with self.path.open(encoding="utf-8") as handle:
-            pending = ""
-            while True:
-                chunk = handle.readline()
-                if not chunk:
-                    if self._stop.is_set():
-                        return
-                    time.sleep(0.002)
-                    continue
-                stamp = time.time()
-                pending += chunk
-                if not pending.endswith("\n"):
-                    continue
-                message, pending = json.loads(pending), ""
-                found = PATIENT_IN_NOTICE.search(message["body"])
-                if message["to"] == ON_CALL and found:
-                    self.on_call.setdefault(found.group(1), stamp)
-                else:
-                    self.to_patients += 1
+    def seen(self, message: dict[str, Any], stamp: float) -> None:
+        found = PATIENT_IN_NOTICE.search(message["body"])
+        if message["to"] == ON_CALL and found:
+            self.on_call.setdefault(found.group(1), stamp)
+        else:
+            self.to_patients += 1
 
 
 def _zone() -> tuple[str, datetime]:
@@ -177,11 +152,7 @@ def latency(postgres: bool, n: int, interval: float) -> bool:
             env = {
                 **os.environ,
                 **twilio_env(fake_url),
-                "SMTP_HOST": "127.0.0.1",
-                "SMTP_PORT": str(smtp_port),
-                "SMTP_SECURITY": "none",
-                "SMTP_RATE_LIMIT": "0",
-                "EMAIL_FROM": "Clinic <clinic@example.com>",
+                **smtp_env(smtp_port),
                 "REMINDERS_CONFIG_DIR": str(cfg),
                 "REMINDERS_DATABASE_URL": url,
                 "REMINDERS_PATIENTS": str(csv_path),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import json
 import math
 import os
 import platform
@@ -14,6 +15,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -286,6 +289,58 @@ def fake_twilio(*extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def smtp_env(port: int) -> dict[str, str]:
+    """Environment sending email to a local SMTP sink on ``port``, plain, rate limit off."""
+    return {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "SMTP_SECURITY": "none",
+        "SMTP_RATE_LIMIT": "0",
+        "EMAIL_FROM": "Clinic <clinic@example.com>",
+    }
+
+
+class RecordTail:
+    """Tails the fake Twilio's ``--record`` file in a thread, stamping each message with
+    this process's clock as it lands; subclasses say what to keep in :meth:`seen`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tail, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def seen(self, message: dict[str, Any], stamp: float) -> None:
+        """One accepted message (the record's JSON object) and when it landed."""
+        raise NotImplementedError
+
+    def _tail(self) -> None:
+        while not self.path.exists() and not self._stop.is_set():
+            time.sleep(0.002)
+        if not self.path.exists():
+            return
+        with self.path.open(encoding="utf-8") as handle:
+            pending = ""
+            while True:
+                chunk = handle.readline()
+                if not chunk:
+                    if self._stop.is_set():
+                        return
+                    time.sleep(0.002)
+                    continue
+                stamp = time.time()
+                pending += chunk
+                if pending.endswith("\n"):
+                    message, pending = json.loads(pending), ""
+                    self.seen(message, stamp)
 
 
 def twilio_env(url: str) -> dict[str, str]:

@@ -32,14 +32,13 @@ in a time zone where the run does not cross midnight.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -48,6 +47,7 @@ import yaml
 
 from bench.common import (
     REPO,
+    RecordTail,
     analyze,
     config_dir,
     database,
@@ -77,47 +77,21 @@ ZONES = ("UTC", "America/New_York", "Asia/Tokyo", "Europe/Paris", "Pacific/Auckl
 BENCH = ("bench-lateness", "bench-burst")
 
 
-class ArrivalClock:
-    """Tails the fake's record file and stamps each message with this process's clock."""
+class ArrivalClock(RecordTail):
+    """Stamps each message with this process's clock as it lands in the fake's record file."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        super().__init__(path)
         self.arrivals: dict[int, float] = {}
         self.duplicates = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._tail, daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _tail(self) -> None:
-        while not self.path.exists() and not self._stop.is_set():
-            time.sleep(0.002)
-        with self.path.open(encoding="utf-8") as handle:
-            pending = ""
-            while True:
-                chunk = handle.readline()
-                if not chunk:
-                    if self._stop.is_set():
-                        return
-                    time.sleep(0.002)
-                    continue
-                stamp = time.time()
-                pending += chunk
-                if not pending.endswith("\n"):
-                    continue
-                line, pending = pending, ""
-                message = json.loads(line)
-                query = parse_qs(urlsplit(message["status_callback"] or "").query)
-                reminder = int(query["reminder"][0])
-                if reminder in self.arrivals:
-                    self.duplicates += 1
-                else:
-                    self.arrivals[reminder] = stamp
+    def seen(self, message: dict[str, Any], stamp: float) -> None:
+        query = parse_qs(urlsplit(message["status_callback"] or "").query)
+        reminder = int(query["reminder"][0])
+        if reminder in self.arrivals:
+            self.duplicates += 1
+        else:
+            self.arrivals[reminder] = stamp
 
 
 def _zone(span: float) -> tuple[str, datetime]:
