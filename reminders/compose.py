@@ -398,17 +398,24 @@ class Composer:
             checks.setdefault(
                 (language, milestone.template), SmsCheck(language, milestone.template, count)
             )
-            if count.segments > MAX_SEGMENTS:
-                file = str(self.templates.directory / language / f"{milestone.template}.sms.j2")
-                error = TemplateError(
-                    file,
-                    f"renders to {count.segments} SMS segments ({count.units} {count.encoding} "
-                    f"units, with the opt-out line); the limit is {MAX_SEGMENTS}",
-                )
+            error = self.over_limit(language, milestone.template, count, ", with the opt-out line")
+            if error is not None:
                 errors.setdefault(str(error), error)
         for error in check_outbound(self):
             errors.setdefault(str(error), error)
         return list(errors.values()), list(checks.values())
+
+    def over_limit(
+        self, language: str, template: str, count: SegmentCount, detail: str = ""
+    ) -> TemplateError | None:
+        """The error of an SMS template that renders past the segment limit, naming its file."""
+        if count.segments <= MAX_SEGMENTS:
+            return None
+        return TemplateError(
+            str(self.templates.directory / language / f"{template}.sms.j2"),
+            f"renders to {count.segments} SMS segments ({count.units} {count.encoding} "
+            f"units{detail}); the limit is {MAX_SEGMENTS}",
+        )
 
     def long_sms(self, patients: list[Patient]) -> Iterator[str]:
         """Every patient whose own name pushes an SMS past the segment limit.

@@ -94,7 +94,7 @@ def render_outbound(composer: Composer, r: Claimed, now: datetime) -> Message:
 def check_outbound(composer: Composer) -> list[TemplateError]:
     """Render every response in every language, and every notice in the first, with sample data."""
     from reminders.compose import SAMPLE_FIRST_NAME, SAMPLE_SURGERY, message_context  # noqa: PLC0415
-    from reminders.sms import MAX_SEGMENTS, count_segments  # noqa: PLC0415
+    from reminders.sms import count_segments  # noqa: PLC0415
 
     schedules = composer.schedules
     errors: list[TemplateError] = []
@@ -105,16 +105,10 @@ def check_outbound(composer: Composer) -> list[TemplateError]:
         except TemplateError as exc:
             errors.append(exc)
             return
-        count = count_segments(text)
-        if channel == "sms" and count.segments > MAX_SEGMENTS:
-            file = str(composer.templates.directory / language / f"{template}.sms.j2")
-            errors.append(
-                TemplateError(
-                    file,
-                    f"renders to {count.segments} SMS segments ({count.units} {count.encoding} "
-                    f"units); the limit is {MAX_SEGMENTS}",
-                )
-            )
+        if channel == "sms":
+            error = composer.over_limit(language, template, count_segments(text))
+            if error is not None:
+                errors.append(error)
 
     for language in schedules.languages:
         sample = Recipient(

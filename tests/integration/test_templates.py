@@ -140,3 +140,18 @@ def test_too_long_sms_fails_the_check(tmp_path: Path, shipped: Schedules) -> Non
     assert len(errors) == 1
     assert "brace-removal.sms.j2" in str(errors[0])
     assert "3 SMS segments" in str(errors[0])
+
+
+def test_too_long_response_sms_fails_the_check(tmp_path: Path, shipped: Schedules) -> None:
+    """A response to a patient's text (here the answer to HELP) is held to the same 2 segments."""
+    import shutil
+
+    from tests.conftest import REPO
+
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    (tmp_path / "templates" / "es" / "responses" / "help.sms.j2").write_text("x" * 400)
+    errors, _ = Composer(shipped, Templates(tmp_path / "templates")).check()
+    assert [str(e) for e in errors if "help.sms.j2" in str(e)] == [
+        f"{tmp_path / 'templates' / 'es' / 'responses' / 'help.sms.j2'}: renders to 3 SMS "
+        "segments (400 GSM-7 units); the limit is 2"
+    ]
