@@ -123,10 +123,6 @@ class Links:
         return f"{self.public_url}/app/alerts/{alert_id}"
 
 
-#: The name settings and older code use for :class:`Links`.
-Unsubscribe = Links
-
-
 def message_context(
     clinic: Clinic,
     recipient: Recipient,
@@ -225,7 +221,7 @@ class Composer:
         schedules: Schedules,
         templates: Templates,
         *,
-        unsubscribe: Unsubscribe | None = None,
+        unsubscribe: Links | None = None,
         message_domain: str = DEFAULT_DOMAIN,
     ) -> None:
         #: The validated schedules.yaml.

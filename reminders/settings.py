@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from reminders.channels.smtp import SmtpSettings
 from reminders.channels.twilio import TwilioSettings
-from reminders.compose import DEFAULT_DOMAIN, Unsubscribe
+from reminders.compose import DEFAULT_DOMAIN, Links
 from reminders.errors import ConfigError
 from reminders.ratelimit import TokenBucket
 
@@ -227,11 +227,11 @@ class Settings(BaseSettings):
         """One token bucket per sender (channel)."""
         return {"sms": TokenBucket(self.sms_rate), "email": TokenBucket(self.email_rate)}
 
-    def unsubscribe(self) -> Unsubscribe | None:
+    def unsubscribe(self) -> Links | None:
         """One-click unsubscribe links, when a public URL and a secret key are set."""
         secret = self.secret()
         if self.public_url and secret:
-            return Unsubscribe(self.public_url, secret)
+            return Links(self.public_url, secret)
         return None
 
     def message_domain(self) -> str:

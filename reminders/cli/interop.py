@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from reminders.compose import Unsubscribe
+from reminders.compose import Links
 from reminders.errors import ConfigError
 from reminders.store import TimelineEntry
 
@@ -25,14 +25,14 @@ export = typer.Typer(
 app.add_typer(export)
 
 
-def calendar_link(links: Unsubscribe | None, patient: str, entries: list[TimelineEntry]) -> str:
+def calendar_link(links: Links | None, patient: str, entries: list[TimelineEntry]) -> str:
     """Where a patient's calendar is: the signed URL, or the command that writes it."""
     if links is not None and entries:
         return links.calendar(min(e.id for e in entries if e.id is not None))
     return f"reminders calendar {patient} > {patient}.ics"
 
 
-def links_of(ctx: typer.Context) -> Unsubscribe | None:
+def links_of(ctx: typer.Context) -> Links | None:
     """The environment's signed links, if REMINDERS_PUBLIC_URL and REMINDERS_SECRET_KEY are set
     (and the environment reads; a read-only command does not fail on a provider setting)."""
     try:

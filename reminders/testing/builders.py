@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from reminders.channels.base import Channel
-from reminders.compose import DEFAULT_DOMAIN, Composer, Unsubscribe
+from reminders.compose import DEFAULT_DOMAIN, Composer, Links
 from reminders.config import SCHEDULES_FILE, parse_schedules
 from reminders.dispatch import Dispatcher
 from reminders.lifecycle import ReminderStatus, accepted
@@ -212,7 +212,7 @@ def make_dispatcher(
     templates: Templates,
     channels: Mapping[str, Channel],
     *,
-    unsubscribe: Unsubscribe | None = None,
+    unsubscribe: Links | None = None,
     message_domain: str = DEFAULT_DOMAIN,
     **options: Any,
 ) -> Dispatcher:

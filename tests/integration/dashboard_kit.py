@@ -20,7 +20,7 @@ import pytest
 from fastapi import FastAPI
 
 from reminders.accounts import hash_password
-from reminders.compose import Composer, Unsubscribe
+from reminders.compose import Composer, Links
 from reminders.http import DashboardSettings, WebContext, create_app
 from reminders.models import Schedules
 from reminders.store import Store
@@ -124,7 +124,7 @@ def board(desk: Desk, shipped: Schedules, templates: Templates) -> Iterator[Boar
     clock = Clock()
     add_user(desk.store, COORDINATOR, "coordinator", clock())
     add_user(desk.store, VIEWER, "viewer", clock())
-    composer = Composer(shipped, templates, unsubscribe=Unsubscribe(PUBLIC_URL, SECRET))
+    composer = Composer(shipped, templates, unsubscribe=Links(PUBLIC_URL, SECRET))
     settings = DashboardSettings(secret=SECRET, composer=lambda: composer, secure_cookies=False)
     context = replace(desk.context, clock=clock, dashboard=settings)
     app = create_app(context)

@@ -25,7 +25,7 @@ from twilio.request_validator import RequestValidator
 
 from reminders.channels.base import Message
 from reminders.channels.memory import MemoryChannel
-from reminders.compose import Unsubscribe
+from reminders.compose import Links
 from reminders.errors import DeliveryError, PermanentError
 from reminders.http import WebContext, create_app
 from reminders.metrics import Metrics
@@ -112,7 +112,7 @@ def outbox(
         {"sms": sms, "email": email},
         owner="test",
         rng=random.Random(1),
-        unsubscribe=Unsubscribe(PUBLIC_URL, SECRET),
+        unsubscribe=Links(PUBLIC_URL, SECRET),
     ).tick(DAY1)
     assert report.counts["sent"] == 5
     context = WebContext(

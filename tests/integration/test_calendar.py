@@ -17,7 +17,7 @@ from icalendar import Calendar
 
 from reminders import testing
 from reminders.calendar import calendar
-from reminders.compose import Composer, Unsubscribe
+from reminders.compose import Composer, Links
 from reminders.copies import base_occurrence
 from reminders.lifecycle import MessageKind, ReminderStatus
 from reminders.models import Schedules
@@ -220,7 +220,7 @@ def test_later_emails_do_not_repeat_the_calendar_link(desk: Desk, shipped: Sched
     with desk.store.read() as tx:
         enrollment = tx.views.enrollment("P-4")
         later = next(r for r in tx.views.timeline("P-4") if r.status == ReminderStatus.PLANNED)
-    links = Unsubscribe(PUBLIC_URL, SECRET)
+    links = Links(PUBLIC_URL, SECRET)
     render = Composer(shipped, Templates(REPO / "templates"), unsubscribe=links)
     for first in (True, False):
         text = render.render_occurrence(

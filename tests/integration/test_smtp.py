@@ -11,7 +11,7 @@ import pytest
 
 from reminders.channels.memory import MemoryChannel
 from reminders.channels.smtp import SmtpChannel, SmtpSettings
-from reminders.compose import Unsubscribe
+from reminders.compose import Links
 from reminders.dispatch import Dispatcher
 from reminders.models import Schedules
 from reminders.store import Store
@@ -50,7 +50,7 @@ def email_dispatcher(
         {"sms": MemoryChannel("sms"), "email": channel},
         owner="test",
         rng=random.Random(3),
-        unsubscribe=Unsubscribe("https://reminders.example.com", SECRET),
+        unsubscribe=Links("https://reminders.example.com", SECRET),
         message_domain="clinic.example.com",
     )
 

@@ -26,7 +26,7 @@ from sqlmodel import SQLModel
 
 from reminders.channels.memory import MemoryChannel
 from reminders.channels.twilio import TwilioChannel, TwilioSettings
-from reminders.compose import Unsubscribe
+from reminders.compose import Links
 from reminders.http import WebContext, create_app
 from reminders.metrics import Metrics
 from reminders.models import Schedules
@@ -180,7 +180,7 @@ def desk(store: Store, shipped: Schedules, templates: Templates, tmp_path: Path)
             {"sms": TwilioChannel(settings), "email": email},
             owner="test",
             rng=random.Random(1),
-            unsubscribe=Unsubscribe(PUBLIC_URL, SECRET),
+            unsubscribe=Links(PUBLIC_URL, SECRET),
         ).tick(DAY1)
         assert report.counts["sent"] == 6, report.counts
         metrics = Metrics(store, lambda: LATER)
