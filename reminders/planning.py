@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from reminders.lifecycle import ReminderStatus
-from reminders.models import Patient, PlannedReminder, Protocol, SendWindow
+from reminders.models import Patient, PlannedReminder, Protocol, Schedules, SendWindow
+
+if TYPE_CHECKING:
+    from reminders.store.enrollments import PlanSlot
 
 
 def resolve_local(day: date, at: time, zone: ZoneInfo) -> datetime:
@@ -112,3 +116,72 @@ def initial_status(reminder: PlannedReminder, now: datetime) -> ReminderStatus:
 def in_window(instant: datetime, zone: ZoneInfo, window: SendWindow) -> bool:
     """Whether ``instant`` falls inside the send window in ``zone``."""
     return window.contains(instant.astimezone(zone).time())
+
+
+class Planner:
+    """Plans patients, computing each distinct plan once.
+
+    A plan depends only on the protocol, anchor date, time zone, channels and the
+    attributes the protocol's conditions read: 100,000 patients share a few
+    thousand such combinations, so a large sync mostly reuses plans (and the store
+    encodes each shared plan for the database once).
+    """
+
+    def __init__(self, schedules: Schedules, now: datetime) -> None:
+        self.schedules = schedules
+        self.now = now
+        self._plans: dict[tuple[Any, ...], list[PlanSlot]] = {}
+        self._parts: dict[int, tuple[list[PlanSlot], list[PlanSlot]]] = {}
+        self._zones: dict[str, ZoneInfo] = {}
+        self._reads = {
+            pid: tuple(sorted({key for m in p.milestones for key in m.when}))
+            for pid, p in schedules.protocols.items()
+        }
+
+    def zone(self, name: str) -> ZoneInfo:
+        """The IANA zone ``name``, loaded once."""
+        return self._zones.setdefault(name, ZoneInfo(name))
+
+    def slots(self, patient: Patient) -> list[PlanSlot]:
+        """The patient's whole plan, each slot ``expired`` if past its expiry (shared: do not modify)."""
+        key = (
+            patient.protocol,
+            patient.surgery_date,
+            patient.timezone,
+            patient.channels,
+            tuple(patient.attributes.get(k) for k in self._reads[patient.protocol]),
+        )
+        plan = self._plans.get(key)
+        if plan is None:
+            zone = self.zone(patient.timezone)
+            protocol = self.schedules.protocols[patient.protocol]
+            plan = self._plans[key] = [
+                (
+                    r.protocol,
+                    r.milestone,
+                    r.occurrence,
+                    r.channel,
+                    r.template,
+                    r.due_at,
+                    r.expires_at,
+                    initial_status(r, self.now),
+                )
+                for r in iter_plan(patient, protocol, self.schedules.send_window, zone)
+            ]
+        return plan
+
+    def split(self, patient: Patient) -> tuple[list[PlanSlot], list[PlanSlot]]:
+        """The patient's plan as (already expired, still to send) (shared: do not modify).
+
+        A new patient's expired part is late enrollment's history, stored once per
+        shared plan (``reminders.store.late``) rather than as a row per reminder.
+        """
+        plan = self.slots(patient)
+        parts = self._parts.get(id(plan))
+        if parts is None:
+            expired = ReminderStatus.EXPIRED
+            parts = self._parts[id(plan)] = (
+                [s for s in plan if s[7] == expired],
+                [s for s in plan if s[7] != expired],
+            )
+        return parts

@@ -23,14 +23,13 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 from reminders.copies import base_key, chains, follow, planned_again
 from reminders.errors import SyncRefused
 from reminders.lifecycle import LIVE_ENROLLMENTS, EnrollmentStatus
 from reminders.models import Patient, Schedules
 from reminders.patients import PatientFile, Problem, iter_records, validate_records
-from reminders.planning import initial_status, iter_plan
+from reminders.planning import Planner
 from reminders.records import RawRecord
 from reminders.store import (
     PlanSlot,
@@ -143,6 +142,8 @@ class SyncPlan:
     changed: list[dict[str, Any]] = field(default_factory=list)
     #: Reminders to insert: ``(patient_id, slots)``.
     inserts: list[tuple[str, list[PlanSlot]]] = field(default_factory=list)
+    #: New patients' milestones expired at enrollment: ``(enrollment row, slots)``.
+    late: list[tuple[dict[str, Any], list[PlanSlot]]] = field(default_factory=list)
     #: Unsent reminders with a new schedule (``id`` and new values).
     replans: list[dict[str, Any]] = field(default_factory=list)
     #: Reminders no longer in their patient's plan.
@@ -223,7 +224,7 @@ def diff(
     """
     plan = SyncPlan(SyncReport(unchanged=selection.unchanged, problems=checked.problems))
     report = plan.report
-    planner = _Planner(schedules, now)
+    planner = Planner(schedules, now)
     changed: list[Patient] = []
     for patient in checked.patients:
         row = _enrollment_row(patient, selection.digests[patient.id], now)
@@ -236,10 +237,14 @@ def diff(
         if patient.status == EnrollmentStatus.PAUSED:
             report.paused.append(patient.id)
         if patient.status != EnrollmentStatus.WITHDRAWN:
-            plan.inserts.append((patient.id, planner.slots(patient)))
+            late, live = planner.split(patient)
+            plan.inserts.append((patient.id, live))
+            if late:
+                plan.late.append((row, late))
     again = _replan(plan, planner, changed, existing, now)
-    uses = Counter(id(slots) for _, slots in plan.inserts)
-    for slots in {id(slots): slots for _, slots in plan.inserts}.values():
+    placed = [*plan.inserts, *plan.late]
+    uses = Counter(id(slots) for _, slots in placed)
+    for slots in {id(slots): slots for _, slots in placed}.values():
         for slot in slots:
             report.reminders[slot[7]] += uses[id(slots)]
     plan.inserts += again
@@ -261,7 +266,7 @@ def diff(
 
 def _replan(
     plan: SyncPlan,
-    planner: _Planner,
+    planner: Planner,
     patients: list[Patient],
     existing: Mapping[ReminderKey, StoredReminder],
     now: datetime,
@@ -337,6 +342,7 @@ def apply(
 ) -> None:
     """Write a sync plan inside the sync's transaction; adds the cancellations to its report."""
     report = plan.report
+    tx.late.mark(plan.late, now)  # before the rows that name them are inserted
     tx.enrollments.upsert(plan.new, plan.changed)
     tx.enrollments.replan(plan.replans)
     cancelled = tx.enrollments.cancel(plan.dropped, now, "no longer in the plan")
@@ -444,56 +450,5 @@ def _enrollment_row(patient: Patient, digest: str, now: datetime) -> dict[str, A
         "source_hash": digest,
         "created_at": now,
         "updated_at": now,
+        "late_plan_id": None,
     }
-
-
-class _Planner:
-    """Plans patients, computing each distinct plan once.
-
-    A plan depends only on the protocol, anchor date, time zone, channels and the
-    attributes the protocol's conditions read: 100,000 patients share a few
-    thousand such combinations, so a large sync mostly reuses plans (and the store
-    encodes each shared plan for the database once).
-    """
-
-    def __init__(self, schedules: Schedules, now: datetime) -> None:
-        self.schedules = schedules
-        self.now = now
-        self._plans: dict[tuple[Any, ...], list[PlanSlot]] = {}
-        self._zones: dict[str, ZoneInfo] = {}
-        self._reads = {
-            pid: tuple(sorted({key for m in p.milestones for key in m.when}))
-            for pid, p in schedules.protocols.items()
-        }
-
-    def zone(self, name: str) -> ZoneInfo:
-        """The IANA zone ``name``, loaded once."""
-        return self._zones.setdefault(name, ZoneInfo(name))
-
-    def slots(self, patient: Patient) -> list[PlanSlot]:
-        """The patient's whole plan, each slot ``expired`` if past its expiry (shared: do not modify)."""
-        key = (
-            patient.protocol,
-            patient.surgery_date,
-            patient.timezone,
-            patient.channels,
-            tuple(patient.attributes.get(k) for k in self._reads[patient.protocol]),
-        )
-        plan = self._plans.get(key)
-        if plan is None:
-            zone = self._zones.setdefault(patient.timezone, ZoneInfo(patient.timezone))
-            protocol = self.schedules.protocols[patient.protocol]
-            plan = self._plans[key] = [
-                (
-                    r.protocol,
-                    r.milestone,
-                    r.occurrence,
-                    r.channel,
-                    r.template,
-                    r.due_at,
-                    r.expires_at,
-                    initial_status(r, self.now),
-                )
-                for r in iter_plan(patient, protocol, self.schedules.send_window, zone)
-            ]
-        return plan

@@ -298,7 +298,6 @@ class Exporter:
         resource: dict[str, Any] = {
             "resourceType": "CommunicationRequest",
             "id": resource_id("CommunicationRequest", *_key(row)),
-            "identifier": [{"system": REMINDER_SYSTEM, "value": str(row.id)}],
             "status": status,
             "statusReason": {"text": reason},
             "subject": {"reference": patient},
@@ -308,6 +307,8 @@ class Exporter:
             "occurrenceDateTime": instant(row.due_at),
             "authoredOn": instant(e.created_at),
         }
+        if row.id is not None:  # None: expired before enrollment, a late history's slot
+            resource["identifier"] = [{"system": REMINDER_SYSTEM, "value": str(row.id)}]
         if row.kind == MessageKind.REMINDER:
             resource["basedOn"] = [{"reference": f"CarePlan/{careplan}"}]
         return resource

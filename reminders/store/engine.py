@@ -28,6 +28,7 @@ from reminders.store.checkins import AlertQueries, CheckInQueries
 from reminders.store.contacts import ContactQueries
 from reminders.store.dashboard import AlertViews, DashboardQueries
 from reminders.store.enrollments import EnrollmentQueries
+from reminders.store.late import LateQueries
 from reminders.store.outbox import OutboxQueries
 from reminders.store.reports import ReportQueries
 from reminders.store.schema import AUDIT, batches
@@ -224,6 +225,8 @@ class Transaction:
         self.reports = ReportQueries(conn)
         #: What the dashboard's pages read of check-ins and alerts.
         self.dashboard_alerts = AlertViews(conn)
+        #: Late enrollment's expired milestones, one record per shared plan.
+        self.late = LateQueries(conn)
 
     def audit(self, events: Iterable[Mapping[str, Any]]) -> None:
         """Append audit events: dicts with ``at``, ``kind`` and optional ids and ``detail``."""

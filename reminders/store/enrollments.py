@@ -26,6 +26,7 @@ from reminders.lifecycle import (
     ReminderStatus,
 )
 from reminders.store.known import EnrollmentIndex
+from reminders.store.late import LateQueries
 from reminders.store.schema import (
     AUDIT,
     CHUNK,
@@ -140,7 +141,8 @@ class EnrollmentQueries:
         return index
 
     def reminders_of(self, patient_ids: Sequence[str]) -> list[StoredReminder]:
-        """Every reminder of the given patients."""
+        """Every reminder of the given patients, their late history written out as rows first."""
+        LateQueries(self.conn).materialize(patient_ids, self.insert_plans)
         c, a = REMINDERS.c, AUDIT.c
         result: list[StoredReminder] = []
         for chunk in in_lists(patient_ids):

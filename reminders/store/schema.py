@@ -95,6 +95,8 @@ class Enrollment(SQLModel, table=True):
     source_hash: str = ""  # digest of the raw record + schedules fingerprint
     created_at: datetime = _utc()
     updated_at: datetime = _utc()
+    #: The milestones already expired when the patient was enrolled (migration 0008).
+    late_plan_id: int | None = None
 
     def recipient(self) -> Recipient:
         """Who this enrollment's messages are for, as the templates see them."""
@@ -198,6 +200,27 @@ class Reminder(SQLModel, table=True):
     alert_id: int | None = None
     #: The inbound text a response answers or a notice forwards.
     inbound_id: int | None = None
+
+
+class LatePlan(SQLModel, table=True):
+    """Milestones already past their expiry when patients were enrolled (late enrollment).
+
+    One row for every patient of a sync whose plan is the same (protocol, surgery date,
+    zone, channels, attributes), in place of one ``expired`` reminder per milestone per
+    patient: two thirds of the rows a 100,000-patient first sync wrote. Never changed:
+    a patient's record that changes later turns their share into reminder rows first
+    (``reminders.store.late``), so a re-plan sees every reminder as before.
+    """
+
+    __tablename__ = "late_plans"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: When the sync marked them expired (the rows' ``updated_at``).
+    marked_at: datetime = _utc()
+    #: How many slots ``slots`` holds (the status counts add it per patient).
+    size: int
+    #: JSON list of [protocol, milestone, occurrence, channel, template, due_at, expires_at].
+    slots: str
 
 
 class CheckIn(SQLModel, table=True):
@@ -390,6 +413,7 @@ SESSIONS: Final = _T["web_sessions"]
 SIGN_IN_FAILURES: Final = _T["sign_in_failures"]
 CHECK_INS: Final = _T["check_ins"]
 ALERTS: Final = _T["alerts"]
+LATE_PLANS: Final = _T["late_plans"]
 
 
 def _slices(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from reminders.errors import UnknownPatient
 from reminders.lifecycle import AttemptOutcome, Attention, MessageKind, ReminderStatus
+from reminders.store.late import LateQueries, with_late
 from reminders.store.schema import (
     ATTEMPTS,
     AUDIT,
@@ -146,6 +147,10 @@ class ViewQueries:
             )
             for row in self._reminders(query):
                 found[row.patient_id].append(row)
+        for row in LateQueries(self.conn).expand(list(patient_ids)):
+            found[row.patient_id].append(row)
+        for rows in found.values():
+            rows.sort(key=lambda r: (r.due_at, r.milestone, r.occurrence, r.channel))
         return found
 
     def sent_attempts(
@@ -183,7 +188,13 @@ class ViewQueries:
             query = query.where(col(Reminder.patient_id) == patient_id)
         if not notices:
             query = query.where(col(Reminder.kind) != MessageKind.NOTICE)
-        return self._reminders(query)
+        rows = self._reminders(query)
+        late = LateQueries(self.conn).expand(None if patient_id is None else [patient_id])
+        if not late:
+            return rows
+        rows += late
+        rows.sort(key=lambda r: (r.due_at, r.patient_id, r.milestone, r.occurrence, r.channel))
+        return rows
 
     def _planned_of_active(self) -> Any:
         return (
@@ -260,11 +271,14 @@ class ViewQueries:
         return AttentionPage(self.attention_counts(), items, offset)
 
     def reminder_counts(self) -> dict[str, int]:
-        """Planned reminders (not responses or notices) by status."""
-        return self._counts(
-            sa.select(REMINDERS.c.status, sa.func.count())
-            .where(REMINDERS.c.kind == MessageKind.REMINDER)
-            .group_by(REMINDERS.c.status)
+        """Planned reminders (not responses or notices) by status, late histories included."""
+        return with_late(
+            self.conn,
+            self._counts(
+                sa.select(REMINDERS.c.status, sa.func.count())
+                .where(REMINDERS.c.kind == MessageKind.REMINDER)
+                .group_by(REMINDERS.c.status)
+            ),
         )
 
     def _counts(self, query: sa.Select[Any]) -> dict[str, int]:

@@ -94,8 +94,8 @@ def test_good_edit_is_applied(tmp_path: Path, database_url: str) -> None:
             )
         elif key[0] == "book-sport-review":
             assert (old.status, e.status, e.due_at) == ("planned", "cancelled", old.due_at)
-        else:
-            assert e == old
+        else:  # as it was (an expired-at-enrollment one written out as a row, with an id)
+            assert e.model_dump(exclude={"id"}) == old.model_dump(exclude={"id"})
             continue
         changed[key[0]] += 1
     assert changed == {"brace-removal": 2, "book-sport-review": 2}  # SMS and email each

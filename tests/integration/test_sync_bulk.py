@@ -171,10 +171,14 @@ def test_failure_in_the_middle_of_a_bulk_load_leaves_rows_and_indexes_as_they_we
     assert stored_rows(store) == []
     with store.read() as tx:
         assert tx.conn.execute(sa.text("SELECT count(*) FROM enrollments")).scalar() == 0
+        assert tx.conn.execute(sa.text("SELECT count(*) FROM late_plans")).scalar() == 0
     assert reminder_indexes(store) == before
     report = sync_patients(store, shipped, path, NOW)
     assert len(report.enrolled) == 30
-    assert len(stored_rows(store)) == sum(report.reminders.values())
+    with store.read() as tx:
+        late = tx.late.count()  # the milestones expired at enrollment, one record per plan
+    assert late == report.reminders["expired"] > 0
+    assert len(stored_rows(store)) + late == sum(report.reminders.values())
     assert reminder_indexes(store) == before
 
 

@@ -78,14 +78,20 @@ def test_every_copy_of_a_duplicated_id_is_checked_even_if_one_is_unchanged() -> 
 
 
 def test_a_new_patient_is_enrolled_with_every_reminder_of_the_plan() -> None:
-    """A new record: one enrollment row and one insert per milestone occurrence and channel."""
+    """A new record: one enrollment row and a slot per milestone occurrence and channel, the
+    ones already expired kept as the late history."""
     plan = plan_for(records(patient_record("P-1", email="p-1@example.com")), {})
     assert plan.report.enrolled == ["P-1"]
     assert [row["patient_id"] for row in plan.new] == ["P-1"]
     [(pid, slots)] = plan.inserts
-    assert pid == "P-1"
+    [(row, late)] = plan.late
+    assert pid == row["patient_id"] == "P-1"
+    # Day one expired before the patient was enrolled: the late history, stored apart.
+    assert {(s[1], s[7]) for s in late} == {("day-one", "expired")}
+    assert {s[7] for s in slots} == {"planned"}
+    assert plan.report.reminders == {"expired": len(late), "planned": len(slots)}
     # demo-repair: day-one, weekly-check x5, brace-off (SMS only) on sms+email where they apply
-    assert {(s[1], s[2], s[3]) for s in slots} == {
+    assert {(s[1], s[2], s[3]) for s in [*late, *slots]} == {
         ("day-one", 1, "sms"),
         ("day-one", 1, "email"),
         *(("weekly-check", n, ch) for n in range(1, 6) for ch in ("sms", "email")),
