@@ -9,7 +9,7 @@ comments of ``schedules.yaml``.
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from collections.abc import Mapping
 from typing import Final
 
@@ -47,6 +47,10 @@ MAX_ATTRIBUTE_KEY: Final = 64
 MAX_ATTRIBUTE_VALUE: Final = 200
 #: How much of a rejected value an error message repeats.
 ECHO: Final = 40
+#: Unicode's control characters (category Cc): exactly C0, DEL and C1. One search of a
+#: compiled class; a ``unicodedata.category`` call per character was a tenth of validating
+#: a patients file.
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def too_long(text: str, limit: int) -> str | None:
@@ -65,9 +69,9 @@ def text_problem(text: str, limit: int) -> str | None:
     reason = too_long(text, limit)
     if reason is not None:
         return reason
-    for index, char in enumerate(text):
-        if unicodedata.category(char) == "Cc":
-            return f"has a control character ({char!r}) at position {index + 1}"
+    found = _CONTROL.search(text)
+    if found is not None:
+        return f"has a control character ({found.group()!r}) at position {found.start() + 1}"
     return None
 
 

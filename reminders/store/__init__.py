@@ -8,6 +8,8 @@ query file per table and procrastinate keeps its connector apart from its job ma
 ``engine``          :class:`Store`: engine, dialect set-up, read/write transactions
 ``enrollments``     the sync's queries: enrollments, bulk plan, re-plan, cancel
 ``known``           what a sync knows of stored enrollments: a compact index
+``late``            late enrollment's expired milestones, one record per shared plan
+``bulk``            rows to the driver's executemany without per-value processing
 ``outbox``          claim with a lease, expire, give back, settle, status callbacks
 ``claims``          the claim's SQL per dialect, built once
 ``attempts``        delivery attempts and their in-doubt resolution

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from reminders.errors import StoreError
 from reminders.store.attempts import AttemptQueries
+from reminders.store.bulk import insert_many
 from reminders.store.checkins import AlertQueries, CheckInQueries
 from reminders.store.contacts import ContactQueries
 from reminders.store.dashboard import AlertViews, DashboardQueries
@@ -31,7 +32,7 @@ from reminders.store.enrollments import EnrollmentQueries
 from reminders.store.late import LateQueries
 from reminders.store.outbox import OutboxQueries
 from reminders.store.reports import ReportQueries
-from reminders.store.schema import AUDIT, batches
+from reminders.store.schema import AUDIT
 from reminders.store.users import UserQueries
 from reminders.store.views import ViewQueries
 
@@ -240,8 +241,7 @@ class Transaction:
             }
             for e in events
         ]
-        for chunk in batches(rows):
-            self.conn.execute(AUDIT.insert(), list(chunk))
+        insert_many(self.conn, AUDIT, rows)
 
     # -- bulk work ------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ from reminders.lifecycle import (
     MessageKind,
     ReminderStatus,
 )
+from reminders.store.bulk import datetime_encoder, insert_many
 from reminders.store.known import EnrollmentIndex
 from reminders.store.late import LateQueries
 from reminders.store.schema import (
@@ -80,8 +81,6 @@ _SLOT_COLUMNS: Final = (
     "status",
 )
 _PATIENT_COLUMNS: Final = ("seq", "patient_id", "plan_no")
-#: How SQLAlchemy stores DATETIME on SQLite; raw inserts must write the same text.
-_SQLITE_DATETIME: Final = "%Y-%m-%d %H:%M:%S.%f"
 #: The audit kind of a reminder a coordinator sent again on purpose (``reminders resend``):
 #: the sync leaves such a copy alone, as it leaves a sent reminder alone.
 RESENT: Final = "reminder.resent"
@@ -185,8 +184,7 @@ class EnrollmentQueries:
         self, new: Sequence[Mapping[str, Any]], changed: Sequence[Mapping[str, Any]]
     ) -> None:
         """Insert new enrollments and overwrite changed ones (rows keyed by ``patient_id``)."""
-        for chunk in batches(new):
-            self.conn.execute(ENROLLMENTS.insert(), list(chunk))
+        insert_many(self.conn, ENROLLMENTS, new)
         if changed:
             columns = [k for k in changed[0] if k not in ("patient_id", "created_at")]
             stmt = (
@@ -286,22 +284,7 @@ class EnrollmentQueries:
         return written
 
     def _encoder(self) -> Callable[[datetime], Any]:
-        """How a raw statement writes a datetime: naive UTC text on SQLite, as is elsewhere.
-
-        Plans share their instants (a milestone's send time on a date in a zone), so each
-        is formatted once: ``strftime`` was a tenth of a large sync's CPU.
-        """
-        if self.conn.dialect.name != "sqlite":
-            return lambda value: value
-        texts: dict[datetime, str] = {}
-
-        def text(value: datetime) -> str:
-            found = texts.get(value)
-            if found is None:
-                found = texts[value] = value.astimezone(UTC).strftime(_SQLITE_DATETIME)
-            return found
-
-        return text
+        return datetime_encoder(self.conn)
 
     def _expand(
         self,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import unicodedata
+
 import pytest
 
 from reminders.fields import (
@@ -10,7 +13,25 @@ from reminders.fields import (
     mask_phone,
     normalise_email,
     normalise_phone,
+    text_problem,
 )
+
+# --- text_problem -------------------------------------------------------------------------
+
+
+def test_every_control_character_and_nothing_else_is_refused() -> None:
+    """Across all of Unicode, a text is refused for exactly the characters of category Cc,
+    and the message names the character and its position."""
+    refused = set()
+    for point in range(sys.maxunicode + 1):
+        char = chr(point)
+        if text_problem(f"ab{char}", 10) is not None:
+            refused.add(char)
+    assert refused == {
+        chr(p) for p in range(sys.maxunicode + 1) if unicodedata.category(chr(p)) == "Cc"
+    }
+    assert text_problem("Sam\x1b[2J", 100) == "has a control character ('\\x1b') at position 4"
+
 
 # --- normalise_phone ------------------------------------------------------------------------
 
