@@ -148,6 +148,15 @@ def analyze(store: Any) -> None:
             tx.conn.execute(sa.text("ANALYZE"))
 
 
+def ran_through(store: Any) -> None:
+    """Write every late enrollment's history out as reminder rows: a store that has run
+    through these recoveries holds a row for each milestone that fell due (sent, or expired
+    in an outage), where a first sync keeps them as one record per shared plan."""
+    with store.write() as tx:
+        ids = [e.patient_id for e in tx.views.enrollments()]
+        tx.late.materialize(ids, tx.enrollments.insert_plans)
+
+
 def backend(postgres: bool) -> str:
     """``SQLite`` or ``PostgreSQL <version>``, for the output."""
     if not postgres:

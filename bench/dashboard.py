@@ -36,6 +36,7 @@ from bench.common import (
     note,
     parser,
     percentile,
+    ran_through,
     workdir,
     write_patients_csv,
 )
@@ -216,11 +217,7 @@ def main() -> int:
             schedules = load_schedules(cfg)
             t0 = time.perf_counter()
             sync_patients(store, schedules, csv_path, now)
-            # A clinic that has run through these recoveries sent what a first sync marks
-            # expired (a late enrollment's history): rows of their own, as sent below.
-            with store.write() as tx:
-                ids = [e.patient_id for e in tx.views.enrollments()]
-                tx.late.materialize(ids, tx.enrollments.insert_plans)
+            ran_through(store)  # what a first sync marks expired was sent, below
             counts = history(store, now, rng, args.patients)
             analyze(store)
             build_s = time.perf_counter() - t0

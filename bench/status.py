@@ -36,6 +36,7 @@ from bench.common import (
     header,
     note,
     parser,
+    ran_through,
     workdir,
     write_patients_csv,
 )
@@ -152,6 +153,7 @@ def main() -> int:
         try:
             t0 = time.perf_counter()
             sync_patients(store, load_schedules(cfg), csv_path, now)
+            ran_through(store)  # the expired history as rows, some of them tried below
             build_s = time.perf_counter() - t0
             marked = _simulate_outage(store, now, args.stuck)
             analyze(store)
