@@ -1,14 +1,13 @@
 """The dispatcher: expire, claim, reconcile, compose, send, settle.
 
-One :meth:`Dispatcher.tick` delivers everything due and returns the counts of each
-outcome. The outbox decides what is due; whoever calls ``tick`` (the CLI, the
-APScheduler job, a test) only decides when.
+:meth:`Dispatcher.tick` delivers everything due and counts the outcomes. The outbox decides
+what is due; whoever calls ``tick`` (the CLI, the scheduler, a test) only decides when.
 
 Exactly once, per channel, across crashes and instances:
 
 1. due reminders are leased in one transaction (``status='sending'``, owner, expiry);
-2. the attempt is committed *before* the provider is called, its outcome after (a
-   claimed batch's attempts in one transaction, their outcomes in another);
+2. the attempt is committed *before* the provider is called, and only while the lease is
+   still held; its outcome after (a batch's attempts in one transaction, outcomes in another);
 3. a lease that lapses with no attempt in flight goes back to ``planned``; one that
    lapses mid-attempt, and every attempt the channel reported *in doubt*, is
    reconciled with the provider (Twilio: the messages sent to that number since
@@ -18,9 +17,8 @@ Exactly once, per channel, across crashes and instances:
    not record goes in doubt) and raises :class:`~reminders.errors.StoreError` saying
    so: nothing is left ``sending`` for the length of a lease, nothing is sent twice.
 
-What happens to each claimed reminder is decided by the pure functions of
-:mod:`reminders.lifecycle` and applied by the store in one call
-(:meth:`Outbox.settle_many`, a batch at a time).
+What becomes of each claimed reminder is decided by the pure functions of
+:mod:`reminders.lifecycle`, applied by the store a batch at a time (:meth:`Outbox.settle_many`).
 """
 
 from __future__ import annotations
@@ -280,8 +278,8 @@ class Dispatcher:
             return {}
         sends: dict[int, Future[_Step]] = {}
         for (i, step), attempt in zip(batch, attempts, strict=True):
-            if attempt is None:
-                steps[i] = _Done(Outcome.SUPPRESSED)  # settled in that same transaction
+            if isinstance(attempt, Outcome):  # opted out (settled), or the lease was lost
+                steps[i] = _Done(self._unsent(step.r, attempt))
             else:
                 sends[i] = pool.submit(
                     self._guarded, step.r, partial(self._send, step, attempt, clock)
@@ -303,11 +301,17 @@ class Dispatcher:
             attempt = self.outbox.begin_attempts(
                 [(r, r.attempts + 1, body_digest(message.text))], self.owner, started
             )[0]
-            if attempt is None:
-                return _Done(Outcome.SUPPRESSED)
+            if isinstance(attempt, Outcome):
+                return _Done(self._unsent(r, attempt))
             settled = self._send(replace(step, message=message), attempt, clock)
         self.outbox.settle_many([settled])
         return _Done.of(settled)
+
+    def _unsent(self, r: Claimed, outcome: Outcome) -> Outcome:
+        """What ``begin_attempts`` said instead of an attempt id (logged when the lease was lost)."""
+        if outcome is Outcome.DEFERRED:
+            log.warning("reminder.lease_lost", reminder_id=r.id, owner=self.owner)
+        return outcome
 
     def _send(self, step: _Ready, attempt: int, clock: Callable[[], datetime]) -> Settlement:
         """Hand one message whose attempt is committed to its channel; what to record."""

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from reminders.lifecycle import Transition
+from reminders.lifecycle import Outcome, Transition
 from reminders.models import Schedules
 from reminders.store import Asked, Claimed, Settlement
 
@@ -40,10 +40,11 @@ class Outbox(Protocol):
 
     def begin_attempts(
         self, batch: Sequence[tuple[Claimed, int, str]], owner: str, now: datetime
-    ) -> list[int | None]:
+    ) -> list[int | Outcome]:
         """Commit the attempts (reminder, number, body digest) of a batch in one transaction
-        before the provider is called; their ids, None where the address opted out
-        meanwhile (that reminder settled ``suppressed``: nothing may be sent)."""
+        before the provider is called; their ids, ``Outcome.SUPPRESSED`` where the address
+        opted out meanwhile (settled ``suppressed``), ``Outcome.DEFERRED`` where ``owner`` no
+        longer holds the lease (left to whoever does): nothing may be sent for either."""
         ...
 
     def settle(

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from reminders import lifecycle
-from reminders.lifecycle import Transition
+from reminders.lifecycle import Outcome, Transition
 from reminders.models import Schedules
 from reminders.store.checkins import Asked
 from reminders.store.engine import Store, Transaction
@@ -77,38 +77,49 @@ class OutboxManager:
 
     def begin_attempt(
         self, r: Claimed, number: int, owner: str, now: datetime, body_digest: str
-    ) -> int | None:
+    ) -> int | Outcome:
         """Commit an attempt before the provider is called; returns its id (see
         :meth:`begin_attempts`)."""
         return self.begin_attempts([(r, number, body_digest)], owner, now)[0]
 
     def begin_attempts(
         self, batch: Sequence[tuple[Claimed, int, str]], owner: str, now: datetime
-    ) -> list[int | None]:
+    ) -> list[int | Outcome]:
         """Commit the attempts (reminder, number, body digest) of a batch in one transaction,
         before the provider is called; returns their ids in order.
 
-        The opt-out is read here, in the transaction that records the attempt, not when
-        the batch was claimed: a STOP can arrive while a claimed message waits for the
-        rate limit or for reconciliation, and opting out only suppresses reminders still
-        planned. An opted-out address settles its reminder ``suppressed`` in this same
-        transaction and its id is None: nothing may be sent.
+        Only a reminder ``owner`` still holds is tried: a lease that lapsed while its
+        process stalled may have been given back and claimed by another instance, which
+        may have sent it; it comes back as ``Outcome.DEFERRED``, untouched. The rows are
+        locked, so no one takes them between this check and the attempt. (This check is
+        also what lets a claim commit without waiting for its WAL flush on PostgreSQL.)
+
+        The opt-out is read here too, not when the batch was claimed: a STOP can arrive
+        while a claimed message waits for the rate limit or for reconciliation, and
+        opting out only suppresses reminders still planned. An opted-out address settles
+        its reminder ``suppressed`` in this same transaction: ``Outcome.SUPPRESSED``.
         """
         with self.store.write() as tx:
+            held = tx.outbox.held_by(owner, [r.id for r, _, _ in batch])
+            lost = {i for i, (r, _, _) in enumerate(batch) if r.id not in held}
             opted = {
                 i
                 for i, (r, _, _) in enumerate(batch)
-                if r.address and tx.contacts.is_opted_out(r.channel, r.address)
+                if i not in lost and r.address and tx.contacts.is_opted_out(r.channel, r.address)
             }
             self._apply(tx, [Settlement(batch[i][0], lifecycle.opted_out(), now) for i in opted])
+            skipped = lost | opted
             ids = iter(
                 tx.attempts.begin_many(
-                    [(r.id, n, d) for i, (r, n, d) in enumerate(batch) if i not in opted],
+                    [(r.id, n, d) for i, (r, n, d) in enumerate(batch) if i not in skipped],
                     owner,
                     now,
                 )
             )
-            return [None if i in opted else next(ids) for i in range(len(batch))]
+            return [
+                Outcome.DEFERRED if i in lost else Outcome.SUPPRESSED if i in opted else next(ids)
+                for i in range(len(batch))
+            ]
 
     def settle(
         self,

@@ -198,6 +198,11 @@ class OutboxQueries:
         """
         params = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
         if self.conn.dialect.name == "postgresql":
+            # The commit need not wait for the WAL flush: a claim lost in a crash is a
+            # claim never made (the rows stay planned), since nothing is sent before
+            # begin_attempts checks the lease in a transaction that does wait, and whose
+            # flush carries this one's WAL with it.
+            self.conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             rows = self.conn.execute(_CLAIM.postgresql, params).all()
         else:
             ids = [row[0] for row in self.conn.execute(_CLAIM.sqlite_lease, params)]
@@ -205,6 +210,20 @@ class OutboxQueries:
                 return []
             rows = self.conn.execute(_CLAIM.sqlite_read, {"ids": json.dumps(ids)}).all()
         return [_claimed(row) for row in rows]
+
+    def held_by(self, owner: str, reminder_ids: Sequence[int]) -> set[int]:
+        """Which of ``reminder_ids`` ``owner`` still holds (``sending`` under its lease),
+        locked until the transaction ends on PostgreSQL (SQLite's write lock covers it)."""
+        c = REMINDERS.c
+        held: set[int] = set()
+        for chunk in in_lists(list(reminder_ids)):
+            query = sa.select(c.id).where(
+                c.id.in_(chunk), c.status == ReminderStatus.SENDING, c.lease_owner == owner
+            )
+            if self.conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            held.update(self.conn.execute(query).scalars())
+        return held
 
     def settle(self, reminder_id: int, t: Transition, now: datetime) -> None:
         """Move a leased reminder as ``t`` says and give up the lease (no-op for ``status`` None).

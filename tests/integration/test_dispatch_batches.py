@@ -8,16 +8,19 @@ reconciles every attempt left pending, so each reminder reaches the provider exa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from reminders.channels.base import Message
 from reminders.dispatch import Dispatcher
 from reminders.errors import DeliveryError
+from reminders.lifecycle import Outcome
 from reminders.models import Schedules
-from reminders.store import OutboxManager, Settlement, Store
+from reminders.store import Claimed, OutboxManager, Settlement, Store
+from reminders.store.schema import ATTEMPTS
 from reminders.templates import Templates
 from tests.integration.test_dispatch import DAY1
 from tests.integration.test_dispatch_faults import (
@@ -102,3 +105,41 @@ def test_a_process_that_dies_before_writing_the_outcomes_sends_nothing_twice(
     assert (counts["reconciled"], counts["sent"]) == (DUE, 0)
     assert statuses(store) == {"sent": DUE}
     assert delivered_once(channels)
+
+
+class StalledOutbox(OutboxManager):
+    """An outbox whose process stalls past its lease between the claim and the attempts
+    (a suspended VM, a long pause): meanwhile another instance recovers the lapsed leases
+    and sends the batch."""
+
+    def __init__(self, store: Store, meanwhile: Dispatcher) -> None:
+        super().__init__(store)
+        self.meanwhile = meanwhile
+
+    def begin_attempts(
+        self, batch: Sequence[tuple[Claimed, int, str]], owner: str, now: datetime
+    ) -> list[int | Outcome]:
+        """Let the other instance run its tick first."""
+        self.meanwhile.tick(LATER)
+        return super().begin_attempts(batch, owner, now)
+
+
+def test_a_process_that_lost_its_lease_before_the_attempts_sends_nothing(
+    store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
+) -> None:
+    """A dispatcher that wakes after another instance took over its lapsed leases records no
+    attempt and sends nothing: each reminder reaches the provider once, from the other."""
+    enrol(store, shipped, tmp_path, *PATIENTS)
+    channels = Channels()
+    other = whole_batch(OutboxManager(store), shipped, templates, channels)
+    other.owner = "other-instance"
+    stalled = whole_batch(StalledOutbox(store, other), shipped, templates, channels)
+
+    counts = stalled.tick(DAY1).counts
+
+    assert (counts["deferred"], counts["sent"]) == (DUE, 0)
+    assert statuses(store) == {"sent": DUE}
+    assert delivered_once(channels)
+    with store.read() as tx:
+        owners = {a["owner"] for a in tx.conn.execute(sa.select(ATTEMPTS)).mappings()}
+    assert owners == {"other-instance"}
