@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark of SPEC section 10: on SQLite, then on PostgreSQL where it applies.
 #
-#   bench/run_all.sh            full sizes (about an hour on 2 cores with 6 M reminders)
+#   bench/run_all.sh            full sizes (about 45 minutes on 2 cores)
 #   bench/run_all.sh --quick    small sizes, to check the benchmarks themselves run
 #   bench/run_all.sh --sqlite   SQLite only
 #
