@@ -53,3 +53,14 @@ def test_an_unreachable_server_is_a_store_error_without_sqlalchemys_text() -> No
     assert "sqlalche.me" not in text
     assert "secret" not in text
     assert "\n" not in text
+
+
+def test_postgresql_connections_run_without_jit(postgres_url: str) -> None:
+    """Every connection of the store has JIT off, also when it comes back from the pool."""
+    store = Store(postgres_url)
+    try:
+        for _ in range(2):
+            with store.read() as tx:
+                assert tx.conn.exec_driver_sql("SHOW jit").scalar() == "off"
+    finally:
+        store.close()
