@@ -45,6 +45,7 @@ import sqlalchemy as sa
 from twilio.request_validator import RequestValidator
 
 from bench.common import (
+    AREA_CODES,
     REPO,
     RecordTail,
     config_dir,
@@ -79,7 +80,7 @@ TARGET_S = 2.0
 #: The shipped schedules.yaml's on-call phone (texted for urgent alerts).
 ON_CALL = "+12015550199"
 #: fictional_phone gives this many distinct numbers.
-MAX_PATIENTS = 1000
+MAX_PATIENTS = 100 * len(AREA_CODES)
 #: The on-call notice names the patient: "... alert N for patient P-000012 ...".
 PATIENT_IN_NOTICE = re.compile(r"patient (P-\d+)")
 #: The throughput part's simulated clock: surgery on day 0, the day-4 18:00 check-in asked.

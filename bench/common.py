@@ -24,7 +24,25 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-AREA_CODES = ("201", "973", "908", "732", "609", "856", "862", "551", "848", "640")
+
+
+def _area_codes() -> tuple[str, ...]:
+    """The US area codes in which 555-0100 is a valid number (381 with phonenumbers 8.13):
+    with 100 numbers each (555-0100..0199, the block reserved for fiction), 100,000
+    patients share a number by two or three, as families do, not by a hundred (ten area
+    codes made 421 opted-out numbers stop 42,100 patients in the dashboard benchmark)."""
+    import phonenumbers  # bench set-up only
+
+    def us(area: int) -> bool:
+        number = phonenumbers.parse(f"+1{area}5550100")
+        return phonenumbers.is_valid_number(number) and (
+            phonenumbers.region_code_for_number(number) == "US"
+        )
+
+    return tuple(str(area) for area in range(200, 1000) if us(area))
+
+
+AREA_CODES = _area_codes()
 ZONES = (
     "America/New_York",
     "America/Chicago",
