@@ -237,11 +237,15 @@ class DashboardQueries:
         )
         if self.conn.dialect.name == "sqlite":
             total = int(self.conn.execute(_RETRYING_COUNT).scalar_one())
-        else:
-            total = self._count(
-                sa.select(r.id)
-                .join(ENROLLMENTS, ENROLLMENTS.c.patient_id == r.patient_id)
-                .where(*where)
+        else:  # each retry's patient by primary key: joined, PostgreSQL hashed all 100,000
+            e = ENROLLMENTS.c
+            status = sa.select(e.status).where(e.patient_id == r.patient_id).scalar_subquery()
+            total = int(
+                self.conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(REMINDERS)
+                    .where(*where[:2], status == _fixed(EnrollmentStatus.ACTIVE))
+                ).scalar_one()
             )
         return Section([Problem(_who(row[1]), m, m.updated_at) for m, row in rows], total)
 
