@@ -158,3 +158,29 @@ def test_the_worklist_counts_and_lists_the_retrying_reminders_of_active_patients
 
     assert section.total == 1
     assert [(p.who.patient_id, p.reminder.channel) for p in section.rows] == [("P-2", "email")]
+
+
+def test_the_worklist_lists_the_failures_of_followed_patients_only(
+    store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
+) -> None:
+    """The dashboard's failures section: P-3's and P-5's emails fail for good; P-5 is then
+    withdrawn, so only P-3's is listed and counted (a completed or paused patient still is)."""
+    enrol(store, shipped, tmp_path, "P-3", "P-4", "P-5")
+    bounced = PermanentError("SMTP 550: no such mailbox", code="550")
+    _tick(store, shipped, templates, DAY1, {"P-3": bounced, "P-4": bounced, "P-5": bounced})
+    with store.write() as tx:
+        tx.conn.execute(
+            sa.text(
+                "UPDATE enrollments SET status = CASE patient_id WHEN 'P-4' THEN 'paused' "
+                "ELSE 'withdrawn' END WHERE patient_id IN ('P-4', 'P-5')"
+            )
+        )
+
+    with store.read() as tx:
+        section = tx.dashboard.failed(DAY1 + timedelta(hours=1))
+
+    assert section.total == 2
+    assert sorted((p.who.patient_id, p.reminder.channel) for p in section.rows) == [
+        ("P-3", "email"),
+        ("P-4", "email"),
+    ]
