@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _area_codes() -> tuple[str, ...]:
-    """The US area codes in which 555-0100 is a valid number (381 with phonenumbers 8.13):
+    """The US area codes in which 555-0100 is a valid number (381 with phonenumbers 9.0):
     with 100 numbers each (555-0100..0199, the block reserved for fiction), 100,000
     patients share a number by two or three, as families do, not by a hundred (ten area
     codes made 421 opted-out numbers stop 42,100 patients in the dashboard benchmark)."""

@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo
 
 from reminders.lifecycle import ACCEPTED, PENDING, REPLANNABLE, ReminderStatus
 from reminders.models import Milestone, SendWindow
-from reminders.planning import next_window_open
-from reminders.store import PlanSlot, ReminderKey, StoredReminder
+from reminders.planning import PlanSlot, next_window_open
+from reminders.store import ReminderKey, StoredReminder
 
 #: Occurrence numbers of copies: copy ``r`` of occurrence ``n`` is ``n + COPY_STRIDE * r``.
 #: A protocol plans far fewer occurrences of a milestone (weekly for 19 years would be 1000).

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeAlias
 from zoneinfo import ZoneInfo
 
 from reminders.lifecycle import ReminderStatus
 from reminders.models import Patient, PlannedReminder, Protocol, Schedules, SendWindow
 
-if TYPE_CHECKING:
-    from reminders.store.enrollments import PlanSlot
+#: One planned occurrence on one channel, shared by every patient whose plan is the same:
+#: protocol, milestone, occurrence, channel, template, due_at, expires_at, status.
+PlanSlot: TypeAlias = tuple[str, str, int, str, str, datetime, datetime, str]
 
 
 def resolve_local(day: date, at: time, zone: ZoneInfo) -> datetime:

@@ -29,10 +29,9 @@ from reminders.errors import SyncRefused
 from reminders.lifecycle import LIVE_ENROLLMENTS, EnrollmentStatus
 from reminders.models import Patient, Schedules
 from reminders.patients import PatientFile, Problem, iter_records, validate_records
-from reminders.planning import Planner
+from reminders.planning import Planner, PlanSlot
 from reminders.records import RawRecord
 from reminders.store import (
-    PlanSlot,
     ReminderKey,
     Store,
     StoredEnrollment,

@@ -21,7 +21,8 @@ from rich.markup import escape
 from reminders.copies import base_key, chains, resend_slot
 from reminders.lifecycle import EnrollmentStatus
 from reminders.models import CHANNELS, Milestone, Schedules
-from reminders.store import Enrollment, PlanSlot, StoredReminder, Transaction
+from reminders.planning import PlanSlot
+from reminders.store import Enrollment, StoredReminder, Transaction
 from reminders.store.enrollments import RESENT
 
 from .root import JsonOpt, NowOpt, app, err, errors, fail, out, parse_now, read_app, utc_text

@@ -30,7 +30,7 @@ Bulk work (a sync of 100,000 patients, batch claims) goes through SQLAlchemy Cor
 
 from reminders.store.checkins import Asked
 from reminders.store.engine import Store, Transaction, default_database_url
-from reminders.store.enrollments import PlanSlot, ReminderKey, StoredReminder
+from reminders.store.enrollments import ReminderKey, StoredReminder
 from reminders.store.known import StoredEnrollment
 from reminders.store.manager import OutboxManager, Settlement, audit_record
 from reminders.store.outbox import Claimed, Outgoing
@@ -62,7 +62,6 @@ __all__ = [
     "OptOut",
     "OutboxManager",
     "Outgoing",
-    "PlanSlot",
     "Reminder",
     "ReminderKey",
     "Settlement",

@@ -25,6 +25,7 @@ from reminders.lifecycle import (
     MessageKind,
     ReminderStatus,
 )
+from reminders.planning import PlanSlot
 from reminders.store.bulk import datetime_encoder, insert_many
 from reminders.store.known import EnrollmentIndex
 from reminders.store.late import LateQueries
@@ -40,9 +41,6 @@ from reminders.store.schema import (
     inserted_id,
 )
 
-#: One planned occurrence on one channel, shared by every patient whose plan is the same:
-#: protocol, milestone, occurrence, channel, template, due_at, expires_at, status.
-PlanSlot = tuple[str, str, int, str, str, datetime, datetime, str]
 #: (patient, protocol, milestone, occurrence, channel): what makes a reminder unique.
 ReminderKey = tuple[str, str, str, int, str]
 _INSERT_COLUMNS: Final = (
@@ -255,7 +253,7 @@ class EnrollmentQueries:
             f"INSERT INTO reminders ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608  # constant columns
             f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})"
         )
-        db = self._encoder()
+        db = datetime_encoder(self.conn)
         stamp = db(now)
         encoded: dict[int, list[tuple[Any, ...]]] = {}
         batch: list[tuple[Any, ...]] = []
@@ -283,9 +281,6 @@ class EnrollmentQueries:
             flush()
         return written
 
-    def _encoder(self) -> Callable[[datetime], Any]:
-        return datetime_encoder(self.conn)
-
     def _expand(
         self,
         plans: Sequence[tuple[str, Sequence[PlanSlot]]],
@@ -295,7 +290,7 @@ class EnrollmentQueries:
         """Upload each distinct plan once and who follows which, then let the database
         expand them: ``INSERT ... SELECT`` from two temporary tables, in the order
         :meth:`_insert_rows` writes (so ids come out the same)."""
-        db = self._encoder()
+        db = datetime_encoder(self.conn)
         numbers: dict[int, int] = {}
         slot_rows: list[tuple[Any, ...]] = []
         patient_rows: list[tuple[Any, ...]] = []

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from reminders.lifecycle import MessageKind, ReminderStatus
-from reminders.store.schema import ENROLLMENTS, LATE_PLANS, Reminder, aware, in_lists
+from reminders.store.schema import ENROLLMENTS, LATE_PLANS, Reminder, in_lists
 
 #: One expired slot: protocol, milestone, occurrence, channel, template, due_at, expires_at.
 LateSlot = tuple[str, str, int, str, str, datetime, datetime]
@@ -42,12 +42,12 @@ class LateQueries:
 
     def mark(
         self, patients: Sequence[tuple[dict[str, Any], Sequence[tuple[Any, ...]]]], now: datetime
-    ) -> int:
+    ) -> None:
         """Store each distinct history of ``(enrollment row, slots)`` once and set the rows'
-        ``late_plan_id`` (before the rows are inserted); returns the slots marked."""
+        ``late_plan_id`` (before the rows are inserted)."""
         distinct = {id(slots): slots for _, slots in patients}
         if not distinct:
-            return 0
+            return
         rows = [
             {"marked_at": now, "size": len(slots), "slots": _encode(slots)}
             for slots in distinct.values()
@@ -56,10 +56,9 @@ class LateQueries:
         ids = dict(zip(distinct, self.conn.execute(insert, rows).scalars(), strict=True))
         for row, slots in patients:
             row["late_plan_id"] = int(ids[id(slots)])
-        return sum(len(slots) for _, slots in patients)
 
-    def materialize(self, patient_ids: Sequence[str], insert: Inserter) -> int:
-        """Turn the late history of ``patient_ids`` into reminder rows; returns the rows written.
+    def materialize(self, patient_ids: Sequence[str], insert: Inserter) -> None:
+        """Turn the late history of ``patient_ids`` into reminder rows.
 
         Called before a change to their reminders, so that a re-plan compares its new plan
         with every stored reminder, as it did when each was a row.
@@ -73,13 +72,13 @@ class LateQueries:
                 plans[plan_id] = [(*slot, expired) for slot in _decode(slots)]
             by_time[marked_at].append((pid, plans[plan_id]))
             owners.append(pid)
-        written = sum(insert(group, marked_at) for marked_at, group in by_time.items())
+        for marked_at, group in by_time.items():
+            insert(group, marked_at)
         e = ENROLLMENTS.c
         for chunk in in_lists(owners):
             self.conn.execute(
                 ENROLLMENTS.update().where(e.patient_id.in_(chunk)).values(late_plan_id=None)
             )
-        return written
 
     def expand(self, patient_ids: Sequence[str] | None = None) -> list[Reminder]:
         """The late histories of ``patient_ids`` (or of everyone) as ``expired`` reminders
@@ -110,7 +109,7 @@ class LateQueries:
                 query if chunk is None else query.where(e.patient_id.in_(chunk))
             )
             for pid, plan_id, marked_at, slots in rows:
-                yield pid, int(plan_id), _when(marked_at), slots
+                yield pid, int(plan_id), marked_at, slots  # aware: a UTCDateTime column
 
 
 _JOINED: Final = ENROLLMENTS.join(LATE_PLANS, LATE_PLANS.c.id == ENROLLMENTS.c.late_plan_id)
@@ -143,12 +142,6 @@ def _reminders(pid: str, slots: Sequence[LateSlot], marked_at: datetime) -> Iter
             revision=0,
             kind=MessageKind.REMINDER,
         )
-
-
-def _when(value: Any) -> datetime:
-    at = aware(value)
-    assert at is not None  # noqa: S101  # the column is NOT NULL
-    return at
 
 
 def _encode(slots: Sequence[tuple[Any, ...]]) -> str:
