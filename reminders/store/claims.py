@@ -10,6 +10,7 @@ value is bound.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -46,8 +47,9 @@ WHERE {where}
 ORDER BY r.not_before, r.id"""  # noqa: S608  # constants and column names; values are bound
 
 
-def _due(active: str) -> str:
-    """Ids of the next due reminders in due order; ``active`` is the enrollment test."""
+def _due(active: str, limit: str) -> str:
+    """Ids of the next due reminders in due order; ``active`` is the enrollment test,
+    ``limit`` the batch size (a bound parameter, or a placeholder for a number)."""
     return f"""
 SELECT r.id FROM reminders r
 LEFT JOIN enrollments ON enrollments.patient_id = r.patient_id
@@ -56,7 +58,7 @@ AND ({active} = '{EnrollmentStatus.ACTIVE}' OR r.kind <> '{MessageKind.REMINDER}
 AND (r.expires_at > :now OR r.id IN (
     SELECT reminder_id FROM attempts WHERE outcome = '{AttemptOutcome.IN_DOUBT}'))
 ORDER BY r.not_before, r.id
-LIMIT :limit"""  # noqa: S608  # constants only; values are bound
+LIMIT {limit}"""  # noqa: S608  # constants only; values are bound
 
 
 _LEASE: Final = (
@@ -72,6 +74,8 @@ _TYPES: Final = {
     "doubt_since": UTCDateTime,
     "surgery_date": sa.Date,
 }
+#: Where the PostgreSQL claim's text takes its batch size.
+_SIZE: Final = "{batch_size}"
 _BINDS: Final = (
     sa.bindparam("now", type_=UTCDateTime),
     sa.bindparam("lease_until", type_=UTCDateTime),
@@ -82,9 +86,10 @@ _BINDS: Final = (
 class ClaimStatements:
     """The claim's statements for each dialect."""
 
-    #: PostgreSQL: lock, lease and read a batch in one statement (one round trip). The
-    #: rows the main query reads of ``reminders`` come from its snapshot before the lease.
-    postgresql: sa.TextClause | sa.TextualSelect
+    #: PostgreSQL: lock, lease and read a batch in one statement (one round trip), its
+    #: batch size a placeholder (see :meth:`postgresql`). The rows the main query reads of
+    #: ``reminders`` come from its snapshot before the lease.
+    postgresql_text: str
     #: SQLite: lease and return the ids (the write transaction's lock keeps others out) ...
     sqlite_lease: sa.TextClause
     #: ... then read the batch, its ids one JSON array (no list of bound parameters).
@@ -99,18 +104,32 @@ class ClaimStatements:
             "reminders", "r.id IN (SELECT value FROM json_each(:ids))", claimed, recipient
         )
         return cls(
-            postgresql=sa.text(
-                f"WITH due AS ({_due('enrollments.status')} FOR UPDATE OF r SKIP LOCKED),\n"
+            postgresql_text=(
+                f"WITH due AS ({_due('enrollments.status', _SIZE)} FOR UPDATE OF r SKIP LOCKED),\n"
                 f"leased AS ({_LEASE} FROM due WHERE reminders.id = due.id RETURNING reminders.*)\n"
                 + pg_read.replace("{digests}", "string_agg(a.body_digest, ',')")
-            )
-            .bindparams(*_BINDS)
-            .columns(**_TYPES),
+            ),
             # The unary + hides the index on enrollments.status (see schema.active).
             sqlite_lease=sa.text(
-                f"{_LEASE} WHERE id IN ({_due('+enrollments.status')}) RETURNING id"
+                f"{_LEASE} WHERE id IN ({_due('+enrollments.status', ':limit')}) RETURNING id"
             ).bindparams(*_BINDS),
             sqlite_read=sa.text(
                 sqlite_read.replace("{digests}", "group_concat(a.body_digest, ',')")
             ).columns(**_TYPES),
         )
+
+    def postgresql(self, limit: int) -> sa.TextualSelect:
+        """The PostgreSQL claim of at most ``limit`` reminders, built once per batch size.
+
+        The size is written into the text as a number, not bound: the claim runs on a
+        generic plan (see ``claim_due``), and a generic plan takes a bound ``LIMIT`` for a
+        tenth of the table (a merge join over every reminder, a thousand times slower).
+        """
+        return _postgresql(self.postgresql_text, limit)
+
+
+@functools.lru_cache(maxsize=8, typed=True)
+def _postgresql(text: str, limit: int) -> sa.TextualSelect:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"a claim's batch size is a positive int, not {limit!r}")
+    return sa.text(text.replace(_SIZE, str(limit))).bindparams(*_BINDS).columns(**_TYPES)
