@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import string
 import sys
 import unicodedata
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from reminders.fields import (
     attribute_text,
@@ -112,6 +116,65 @@ def test_invalid_email_raises_value_error_quoting_it(written: str) -> None:
         normalise_email(written)
 
     assert repr(written) in str(caught.value)
+
+
+#: Pieces of addresses: every kind of character a local part may or may not take, and
+#: domains the validator takes (in any case, IDN included) and refuses.
+_LOCAL_CHARS = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-" + '.@" <>(),;:\\é\x00'
+_DOMAINS = [
+    "example.com",
+    "EXAMPLE.com",
+    "mail.example.org",
+    "bücher.example",
+    "xn--bcher-kva.example",
+    "localhost",
+    "example",
+    "-example.com",
+    "example..com",
+    "[192.0.2.1]",
+    "ex ample.com",
+    "a" * 64 + ".example.com",
+    ("a" * 60 + ".") * 4 + "com",
+    "",
+]
+
+
+def _validator(written: str) -> str:
+    """The address as email_validator alone normalises it, or its error text."""
+    try:
+        return validate_email(written.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        return f"refused: {exc}"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    local=st.one_of(
+        st.text(alphabet=_LOCAL_CHARS, max_size=70),
+        st.from_regex(r"[a-zA-Z0-9.+_-]{55,70}", fullmatch=True),  # near the 64 limit
+    ),
+    domain=st.one_of(st.sampled_from(_DOMAINS), st.from_regex(r"[a-z0-9.-]{0,80}", fullmatch=True)),
+)
+@example(local="a" * 64, domain="example.com")
+@example(local="a" * 65, domain="example.com")
+@example(local="a..b", domain="example.com")
+@example(local=".a", domain="example.com")
+@example(local="a.", domain="example.com")
+def test_email_normalises_exactly_as_the_validator_does(local: str, domain: str) -> None:
+    """The per-domain shortcut for plain local parts gives the validator's answer on every address: the same normal form, or a refusal with the validator's reason."""
+    written = f"{local}@{domain}"
+    try:
+        got = normalise_email(written)
+    except ValueError as exc:
+        got = f"refused: {str(exc).partition('is not a valid email address: ')[2]}"
+    assert got == _validator(written)
+
+
+def test_email_longer_than_the_limit_is_refused_though_local_part_and_domain_are_fine() -> None:
+    """A 64-character local part and a valid 200-character domain: each passes alone, the address (265 characters) is too long."""
+    domain = ("a" * 60 + ".") * 3 + "example.com"
+    with pytest.raises(ValueError, match="too long"):
+        normalise_email(f"{'b' * 64}@{domain}")
 
 
 # --- mask_phone -----------------------------------------------------------------------------
