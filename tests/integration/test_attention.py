@@ -21,6 +21,8 @@ from reminders.errors import DeliveryError, InDoubtError, PermanentError, Transi
 from reminders.lifecycle import Attention
 from reminders.models import Schedules
 from reminders.store import Store
+from reminders.store.dashboard import PAGE
+from reminders.store.schema import OPT_OUTS
 from reminders.templates import Templates
 from reminders.testing import make_dispatcher
 from tests.integration.test_dispatch import DAY1, enrol
@@ -184,3 +186,34 @@ def test_the_worklist_lists_the_failures_of_followed_patients_only(
         ("P-3", "email"),
         ("P-4", "email"),
     ]
+
+
+def test_the_worklist_counts_every_opt_out_of_followed_patients_beyond_its_page(
+    store: Store, shipped: Schedules, tmp_path: Path
+) -> None:
+    """56 patients unsubscribed their email, a minute apart; P-56 is then withdrawn: the section shows a page of 50, newest first, and counts 55."""
+    pids = [f"P-{n}" for n in range(1, 57)]
+    enrol(store, shipped, tmp_path, *pids)
+    with store.write() as tx:
+        tx.conn.execute(
+            OPT_OUTS.insert(),
+            [
+                {
+                    "channel": "email",
+                    "address": f"{pid.lower()}@example.com",
+                    "opted_out": True,
+                    "source": "unsubscribe link",
+                    "changed_at": DAY1 - timedelta(minutes=n),
+                }
+                for n, pid in enumerate(pids)
+            ],
+        )
+        tx.conn.execute(
+            sa.text("UPDATE enrollments SET status = 'withdrawn' WHERE patient_id = 'P-56'")
+        )
+
+    with store.read() as tx:
+        section = tx.dashboard.opted_out(DAY1)
+
+    assert section.total == 55
+    assert [row.who.patient_id for row in section.rows] == pids[:PAGE]
