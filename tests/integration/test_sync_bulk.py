@@ -189,9 +189,9 @@ def test_a_large_file_validated_in_two_processes_gives_what_one_gives(
     problems (file, record, field, message) in the same order as one process."""
     path = patients_file(tmp_path / "p.csv", 30)
     lines = path.read_text(encoding="utf-8").splitlines()
-    lines[4] = lines[4].replace("+1201555", "+1201")  # a bad phone in the first half
-    lines[25] = lines[25].replace("Dana", "")  # a missing first name in the second half
-    lines[28] = lines[28].replace("P-0027", "P-0010")  # a duplicate id across the halves
+    lines[4] = lines[4].replace("+1201555", "+1201")  # a bad phone in the first part
+    lines[25] = lines[25].replace("Dana", "")  # a missing first name in the second part
+    lines[28] = lines[28].replace("P-0027", "P-0010")  # a duplicate id across the parts
     lines[29] = lines[29].replace("Pacific/Auckland", "Mars/Olympus")  # a bad zone, last
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     records = list(patients.read_records(path, shipped))
