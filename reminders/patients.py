@@ -42,9 +42,8 @@ from reminders.yamlio import read_config_file
 PATIENTS_FILE: Final = "patients.yaml"
 #: From this many records to validate on, a second process validates part of them ...
 PARALLEL_RECORDS: Final = 20_000
-#: ... this share, a little under half: its records and its results cross two pipes as
-#: pickles (about a third of the time validating them takes, measured on the bench's
-#: 100,000 patients), so with halves this process waited for the second one.
+#: ... this share: its records and results cross two pipes as pickles (a third of the
+#: time validating them takes), so with halves this process waited for it.
 WORKER_SHARE: Final = 0.43
 #: Largest patients file read, in bytes (checked before parsing): about 200,000 patients
 #: in YAML, 600,000 in CSV.
@@ -217,8 +216,7 @@ def _validate_all(
     file: str, records: list[RawRecord], schedules: Schedules
 ) -> list[tuple[Patient | None, list[Problem]]]:
     """:func:`validate_record` of each record, in order; the last part of a large file
-    (:data:`WORKER_SHARE`) in a second process meanwhile (phone and email checks are
-    most of a large sync's CPU).
+    (:data:`WORKER_SHARE`) in a second process meanwhile (most of a large sync's CPU).
 
     The second process is ``python -m reminders.patients`` fed by pickles through its
     pipes, not multiprocessing: that would run the caller's main module again in it.
