@@ -216,7 +216,7 @@ class DashboardQueries:
         for row in failures:
             if row.patient_id in followed:
                 latest.setdefault((row.patient_id, row.channel), (row.id, row.updated_at))
-        reached = self._reached(list(latest), now)
+        reached = self._reached(list(latest))
         pending = [
             rid for key, (rid, at) in latest.items() if key not in reached or reached[key] <= at
         ]
@@ -237,9 +237,7 @@ class DashboardQueries:
         else:
             yield from (column.in_(chunk) for chunk in in_lists(values))
 
-    def _reached(
-        self, keys: list[tuple[str, str]], now: datetime
-    ) -> dict[tuple[str, str], datetime]:
+    def _reached(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], datetime]:
         """When a message last reached each (patient, channel) of ``keys`` that has one."""
         r = REMINDERS.c
         if self.conn.dialect.name == "postgresql":
@@ -257,7 +255,8 @@ class DashboardQueries:
                     .group_by(r.patient_id, r.channel)
                 )
             ]
-        return {(pid, channel): aware(sent) or now for pid, channel, sent in rows if sent}
+        # A sent or delivered row always has sent_at: None is a pair nothing reached.
+        return {(pid, channel): at for pid, channel, sent in rows if (at := aware(sent))}
 
     def retrying(self) -> Section:
         """Reminders of active patients planned again after a failed try, soonest retry first."""
