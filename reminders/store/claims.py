@@ -18,7 +18,7 @@ from typing import Final
 import sqlalchemy as sa
 
 from reminders.lifecycle import AttemptOutcome, EnrollmentStatus, MessageKind, ReminderStatus
-from reminders.store.schema import UTCDateTime
+from reminders.store.schema import UTCDateTime, reached
 
 
 def _batch_select(source: str, where: str, claimed: Sequence[str], recipient: Sequence[str]) -> str:
@@ -34,7 +34,7 @@ SELECT {", ".join(f"r.{name}" for name in (*claimed, "address", "patient_id"))},
     NOT EXISTS (
         SELECT 1 FROM reminders earlier
         WHERE earlier.patient_id = r.patient_id AND earlier.channel = r.channel
-        AND {_REACHED.replace("status", "earlier.status")}
+        AND {reached("earlier.status")}
         AND earlier.kind <> '{MessageKind.NOTICE}'
     ) AS first,
     i.sender AS forwarded_sender, i.body AS forwarded_body,
@@ -65,9 +65,6 @@ _LEASE: Final = (
     f"UPDATE reminders SET status = '{ReminderStatus.SENDING}', lease_owner = :owner, "  # noqa: S608
     "lease_until = :lease_until, updated_at = :now"
 )
-#: ``status IN ('sent', 'delivered')``, as ``ix_reminders_reached`` says it (SQLite matches
-#: partial indexes term by term).
-_REACHED: Final = f"status IN ('{ReminderStatus.SENT}', '{ReminderStatus.DELIVERED}')"
 _TYPES: Final = {
     "due_at": UTCDateTime,
     "expires_at": UTCDateTime,

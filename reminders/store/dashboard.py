@@ -30,6 +30,7 @@ from reminders.store.schema import (
     AUDIT,
     ENROLLMENTS,
     OPT_OUTS,
+    REACHED_STATUSES,
     REMINDERS,
     Attempt,
     Enrollment,
@@ -37,6 +38,7 @@ from reminders.store.schema import (
     active,
     aware,
     in_lists,
+    reached,
 )
 
 #: Rows shown per worklist section and per page of patients.
@@ -142,7 +144,7 @@ def _fixed(value: str) -> sa.ColumnElement[str]:
 
 
 #: The statuses of ``ix_reminders_reached``, in its order (SQLite compares the lists as written).
-_REACHED_STATUSES: Final = [_fixed(ReminderStatus.SENT), _fixed(ReminderStatus.DELIVERED)]
+_REACHED_STATUSES: Final = [_fixed(status) for status in REACHED_STATUSES]
 #: When a message last reached each (patient, channel) of two arrays, on PostgreSQL: one
 #: backward step into ``ix_reminders_reached`` per pair. Grouping every accepted send of
 #: the patients read them all (37,000 index entries, each checked in the table until a
@@ -150,7 +152,7 @@ _REACHED_STATUSES: Final = [_fixed(ReminderStatus.SENT), _fixed(ReminderStatus.D
 _LAST_REACHED: Final = sa.text(
     "SELECT k.patient_id, k.channel, (SELECT max(r.sent_at) FROM reminders r"  # noqa: S608  # enum constants
     " WHERE r.patient_id = k.patient_id AND r.channel = k.channel"
-    f" AND r.status IN ('{ReminderStatus.SENT}', '{ReminderStatus.DELIVERED}'))"
+    f" AND {reached('r.status')})"
     " FROM unnest(CAST(:patients AS text[]), CAST(:channels AS text[])) AS k(patient_id, channel)"
 )
 

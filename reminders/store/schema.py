@@ -64,8 +64,18 @@ def _where_status(status: str) -> sa.TextClause:
 _RETRYING: Final = sa.text(f"status = '{ReminderStatus.PLANNED}' AND attempts > 0")
 #: Handed to the provider at some time.
 _SENT: Final = sa.text("sent_at IS NOT NULL")
-#: Accepted by the provider (sent or delivered).
-_REACHED: Final = sa.text(f"status IN ('{ReminderStatus.SENT}', '{ReminderStatus.DELIVERED}')")
+#: Accepted by the provider (sent or delivered), in the order every query writes it.
+REACHED_STATUSES: Final = (ReminderStatus.SENT, ReminderStatus.DELIVERED)
+
+
+def reached(column: str = "status") -> str:
+    """``status IN ('sent', 'delivered')`` as ``ix_reminders_reached`` says it: SQLite uses
+    a partial index only for a query that repeats its WHERE term for term."""
+    statuses = ", ".join(f"'{status}'" for status in REACHED_STATUSES)
+    return f"{column} IN ({statuses})"
+
+
+_REACHED: Final = sa.text(reached())
 #: Reminders that need a coordinator (:class:`~reminders.lifecycle.Attention`): failed, or
 #: tried and still planned (retrying, in doubt) or expired. One text for the queries and
 #: the partial index ``ix_reminders_attention``, so that SQLite matches them term for term.

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from reminders.channels.base import Message
@@ -22,7 +23,7 @@ from reminders.lifecycle import Attention
 from reminders.models import Schedules
 from reminders.store import Store
 from reminders.store.dashboard import PAGE
-from reminders.store.schema import OPT_OUTS
+from reminders.store.schema import OPT_OUTS, REMINDERS
 from reminders.templates import Templates
 from reminders.testing import make_dispatcher
 from tests.integration.test_dispatch import DAY1, enrol
@@ -186,6 +187,36 @@ def test_the_worklist_lists_the_failures_of_followed_patients_only(
         ("P-3", "email"),
         ("P-4", "email"),
     ]
+
+
+@pytest.mark.parametrize("status", ["sent", "delivered"])
+def test_a_failure_leaves_the_worklist_once_a_later_message_reached_the_patient(
+    store: Store, shipped: Schedules, templates: Templates, tmp_path: Path, status: str
+) -> None:
+    """P-3's email fails for good; once another email of theirs is accepted by the provider
+    after it (``status``: sent or delivered), the address works and the failure is not listed."""
+    enrol(store, shipped, tmp_path, "P-3")
+    bounced = PermanentError("SMTP 550: no such mailbox", code="550")
+    _tick(store, shipped, templates, DAY1, {"P-3": bounced})
+    r = REMINDERS.c
+    with store.read() as tx:
+        assert [p.who.patient_id for p in tx.dashboard.failed(DAY1).rows] == ["P-3"]
+        later = tx.conn.execute(
+            sa.select(sa.func.max(r.id)).where(
+                r.patient_id == "P-3", r.channel == "email", r.status == "planned"
+            )
+        ).scalar_one()
+    with store.write() as tx:
+        tx.conn.execute(
+            sa.update(REMINDERS)
+            .where(r.id == later)
+            .values(status=status, sent_at=DAY1 + timedelta(minutes=30))
+        )
+
+    with store.read() as tx:
+        section = tx.dashboard.failed(DAY1 + timedelta(hours=1))
+
+    assert (section.total, section.rows) == (0, [])
 
 
 def test_the_worklist_counts_every_opt_out_of_followed_patients_beyond_its_page(

@@ -10,12 +10,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from reminders.models import Schedules
 from reminders.store import Store
-from reminders.store.claims import ClaimStatements
 from reminders.store.schema import REMINDERS
 from tests.integration.test_dispatch import DAY1
 from tests.integration.test_dispatch_faults import DUE, PATIENTS, enrol
@@ -52,14 +50,3 @@ def test_claims_take_the_due_reminders_in_due_order_a_batch_at_a_time(
     assert taken == [[i] for i in expected[:7]] + [expected[7:10], []]
     with store.write() as tx:
         assert tx.outbox.claim_due(DAY1, "tick-1", LEASE, 1) == []
-
-
-@pytest.mark.parametrize("size", [0, -1, True, 2.0, "5"])
-def test_a_postgresql_claim_refuses_a_batch_size_that_is_not_a_positive_int(
-    size: object,
-) -> None:
-    """The batch size is written into the statement's text, so only a positive int gets there."""
-    statements = ClaimStatements.build(["id"], ["patient_id"])
-    with pytest.raises(ValueError, match="batch size"):
-        statements.postgresql(size)  # type: ignore[arg-type]
-    assert "LIMIT 7 FOR UPDATE" in str(statements.postgresql(7))
