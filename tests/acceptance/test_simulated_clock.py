@@ -7,7 +7,7 @@ the machine's real clock, which is what the guard compares with.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -44,12 +44,14 @@ def test_a_now_days_ahead_of_the_clock_is_refused_and_changes_nothing(
 def test_simulate_lets_a_far_now_run_on_a_test_database(cli: Cli) -> None:
     """With ``--simulate`` the same tick runs: what is due is sent and what expired by then is marked so."""
     # Surgery five days before today, whatever today is: days 1 and 2 (1-day expiry) have
-    # expired three days on, and week 1 (2-day expiry) falls due within them.
+    # expired by noon three days on, and week 1 (10:00 two days on, 2-day expiry) is due
+    # then. Noon local: at night the send window would only defer it.
     [patient] = [p for p in sample_patients() if p["id"] == "P-1001"]
-    today = datetime.now(ZoneInfo(patient["timezone"])).date()
+    zone = ZoneInfo(patient["timezone"])
+    today = datetime.now(zone).date()
     cli.write_patients([{**patient, "surgery_date": today - timedelta(days=5)}])
     cli("sync")
-    ahead = datetime.now(UTC) + timedelta(days=3)
+    ahead = datetime.combine(today + timedelta(days=3), time(12), zone).astimezone(UTC)
 
     counts = tick_counts(cli("tick", "--now", iso(ahead), "--simulate", "--json"))
 
