@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from reminders.lifecycle import AttemptOutcome, Transition
-from reminders.store.schema import ATTEMPTS, REMINDERS, in_lists
+from reminders.store.schema import ATTEMPTS, REMINDERS, among
 
 
 class AttemptQueries:
@@ -103,11 +103,11 @@ class AttemptQueries:
         """Mark the pending attempts of these reminders ``in_doubt`` (their process died mid-call,
         or it could not record their outcome); returns how many."""
         marked = 0
-        for chunk in in_lists(reminder_ids):
+        for ids in among(self.conn, ATTEMPTS.c.reminder_id, reminder_ids):
             marked += self.conn.execute(
                 ATTEMPTS.update()
                 .where(
-                    ATTEMPTS.c.reminder_id.in_(chunk),
+                    ids,
                     ATTEMPTS.c.outcome == AttemptOutcome.PENDING,
                 )
                 .values(outcome=AttemptOutcome.IN_DOUBT, finished_at=now, error=reason)

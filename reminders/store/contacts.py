@@ -15,7 +15,7 @@ from reminders.store.schema import (
     INBOUND,
     OPT_OUTS,
     REMINDERS,
-    in_lists,
+    among,
     upsert,
 )
 
@@ -37,11 +37,11 @@ class ContactQueries:
         """Which of ``addresses`` are opted out of ``channel``."""
         wanted = sorted(set(addresses))
         result: set[str] = set()
-        for chunk in in_lists(wanted):
+        for these in among(self.conn, OPT_OUTS.c.address, wanted):
             rows = self.conn.execute(
                 sa.select(OPT_OUTS.c.address).where(
                     OPT_OUTS.c.channel == channel,
-                    OPT_OUTS.c.address.in_(chunk),
+                    these,
                     OPT_OUTS.c.opted_out,
                 )
             )

@@ -9,13 +9,12 @@ partial indexes (migration 0004), opt-outs reach their patients through the inde
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
@@ -30,14 +29,13 @@ from reminders.store.schema import (
     AUDIT,
     ENROLLMENTS,
     OPT_OUTS,
-    REACHED_STATUSES,
     REMINDERS,
     Attempt,
     Enrollment,
     Reminder,
     active,
+    among,
     aware,
-    in_lists,
     reached,
 )
 
@@ -143,8 +141,6 @@ def _fixed(value: str) -> sa.ColumnElement[str]:
     return sa.literal_column(f"'{value}'")
 
 
-#: The statuses of ``ix_reminders_reached``, in its order (SQLite compares the lists as written).
-_REACHED_STATUSES: Final = [_fixed(status) for status in REACHED_STATUSES]
 #: When a message last reached each (patient, channel) of two arrays, on PostgreSQL: one
 #: backward step into ``ix_reminders_reached`` per pair. Grouping every accepted send of
 #: the patients read them all (37,000 index entries, each checked in the table until a
@@ -208,10 +204,10 @@ class DashboardQueries:
             .limit(MAX_FAILURES)
         ).all()
         followed: set[str] = set()
-        for among in self._among(e.patient_id, sorted({row.patient_id for row in failures})):
+        for these in among(self.conn, e.patient_id, sorted({row.patient_id for row in failures})):
             followed.update(
                 self.conn.execute(
-                    sa.select(e.patient_id).where(among, _followed(self.conn))
+                    sa.select(e.patient_id).where(these, _followed(self.conn))
                 ).scalars()
             )
         latest: dict[tuple[str, str], tuple[int, datetime]] = {}
@@ -230,15 +226,6 @@ class DashboardQueries:
         rows = [Problem(_who(row[1]), m, m.updated_at) for m, row in shown]
         return Section(rows, len(pending))
 
-    def _among(self, column: Any, values: Sequence[str]) -> Iterator[sa.ColumnElement[bool]]:
-        """``column`` is one of ``values``: one array on PostgreSQL (a list of a thousand
-        bound values cost 15 ms to expand and convert, each time: its text changes with
-        its length), ``IN`` lists of :data:`IN_CHUNK` on SQLite."""
-        if self.conn.dialect.name == "postgresql":
-            yield column == sa.any_(sa.literal(list(values), ARRAY(sa.Text)))
-        else:
-            yield from (column.in_(chunk) for chunk in in_lists(values))
-
     def _reached(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], datetime]:
         """When a message last reached each (patient, channel) of ``keys`` that has one."""
         r = REMINDERS.c
@@ -250,10 +237,10 @@ class DashboardQueries:
         else:  # SQLite reads the covering index alone, visible or not
             rows = [
                 row
-                for chunk in in_lists(sorted({pid for pid, _ in keys}))
+                for these in among(self.conn, r.patient_id, sorted({pid for pid, _ in keys}))
                 for row in self.conn.execute(
                     sa.select(r.patient_id, r.channel, sa.func.max(r.sent_at))
-                    .where(r.patient_id.in_(chunk), r.status.in_(_REACHED_STATUSES))
+                    .where(these, sa.text(reached("reminders.status")))
                     .group_by(r.patient_id, r.channel)
                 )
             ]

@@ -36,8 +36,8 @@ from reminders.store.schema import (
     KEY_COLUMNS,
     REMINDERS,
     active,
+    among,
     batches,
-    in_lists,
     inserted_id,
 )
 
@@ -142,12 +142,14 @@ class EnrollmentQueries:
         LateQueries(self.conn).materialize(patient_ids, self.insert_plans)
         c, a = REMINDERS.c, AUDIT.c
         result: list[StoredReminder] = []
-        for chunk in in_lists(patient_ids):
-            resent = set(
-                self.conn.execute(
-                    sa.select(a.reminder_id).where(a.kind == RESENT, a.patient_id.in_(chunk))
-                ).scalars()
-            )
+        resent = {
+            rid
+            for these in among(self.conn, a.patient_id, patient_ids)
+            for rid in self.conn.execute(
+                sa.select(a.reminder_id).where(a.kind == RESENT, these)
+            ).scalars()
+        }
+        for these in among(self.conn, c.patient_id, patient_ids):
             rows = self.conn.execute(
                 sa.select(
                     c.id,
@@ -161,7 +163,7 @@ class EnrollmentQueries:
                     c.expires_at,
                     c.template,
                     c.sent_at,
-                ).where(c.patient_id.in_(chunk), c.kind == MessageKind.REMINDER)
+                ).where(these, c.kind == MessageKind.REMINDER)
             )
             result.extend(
                 StoredReminder(
@@ -197,10 +199,10 @@ class EnrollmentQueries:
         self, patient_ids: Sequence[str], status: EnrollmentStatus, now: datetime
     ) -> None:
         """Set the status of several enrollments."""
-        for chunk in in_lists(patient_ids):
+        for these in among(self.conn, ENROLLMENTS.c.patient_id, patient_ids):
             self.conn.execute(
                 ENROLLMENTS.update()
-                .where(ENROLLMENTS.c.patient_id.in_(chunk))
+                .where(these)
                 .values(status=status, updated_at=now, source_hash="")
             )
 
@@ -379,11 +381,11 @@ class EnrollmentQueries:
         self, column: sa.ColumnElement[Any], keys: Sequence[Any], now: datetime, reason: str
     ) -> int:
         count = 0
-        for chunk in in_lists(keys):
+        for these in among(self.conn, column, keys):
             count += self.conn.execute(
                 REMINDERS.update()
                 .where(
-                    column.in_(chunk),
+                    these,
                     REMINDERS.c.status.in_(PENDING),
                     # A notice to the care team outlives the patient's plan.
                     REMINDERS.c.kind == MessageKind.REMINDER,

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from reminders.lifecycle import MessageKind, ReminderStatus
-from reminders.store.schema import ENROLLMENTS, LATE_PLANS, Reminder, in_lists
+from reminders.store.schema import ENROLLMENTS, LATE_PLANS, Reminder, among
 
 #: One expired slot: protocol, milestone, occurrence, channel, template, due_at, expires_at.
 LateSlot = tuple[str, str, int, str, str, datetime, datetime]
@@ -75,10 +75,8 @@ class LateQueries:
         for marked_at, group in by_time.items():
             insert(group, marked_at)
         e = ENROLLMENTS.c
-        for chunk in in_lists(owners):
-            self.conn.execute(
-                ENROLLMENTS.update().where(e.patient_id.in_(chunk)).values(late_plan_id=None)
-            )
+        for these in among(self.conn, e.patient_id, owners):
+            self.conn.execute(ENROLLMENTS.update().where(these).values(late_plan_id=None))
 
     def expand(self, patient_ids: Sequence[str] | None = None) -> list[Reminder]:
         """The late histories of ``patient_ids`` (or of everyone) as ``expired`` reminders
@@ -103,11 +101,13 @@ class LateQueries:
     ) -> Iterator[tuple[str, int, datetime, str]]:
         e, lp = ENROLLMENTS.c, LATE_PLANS.c
         query = sa.select(e.patient_id, lp.id, lp.marked_at, lp.slots).select_from(_JOINED)
-        chunks = [None] if patient_ids is None else in_lists(list(patient_ids))
-        for chunk in chunks:
-            rows = self.conn.execute(
-                query if chunk is None else query.where(e.patient_id.in_(chunk))
-            )
+        queries = (
+            [query]
+            if patient_ids is None
+            else [query.where(these) for these in among(self.conn, e.patient_id, patient_ids)]
+        )
+        for each in queries:
+            rows = self.conn.execute(each)
             for pid, plan_id, marked_at, slots in rows:
                 yield pid, int(plan_id), marked_at, slots  # aware: a UTCDateTime column
 

@@ -37,8 +37,8 @@ from reminders.store.schema import (
     ENROLLMENTS,
     KEY_COLUMNS,
     REMINDERS,
+    among,
     in_doubt_ids,
-    in_lists,
     upsert,
 )
 
@@ -139,11 +139,9 @@ class OutboxQueries:
                 )
             )
         ]
-        for chunk in in_lists(ids):
+        for these in among(self.conn, c.id, ids):
             self.conn.execute(
-                _move(ReminderStatus.EXPIRED, now, lease=False).where(
-                    c.id.in_(chunk), c.status.in_(PENDING)
-                )
+                _move(ReminderStatus.EXPIRED, now, lease=False).where(these, c.status.in_(PENDING))
             )
         return ids
 
@@ -223,9 +221,9 @@ class OutboxQueries:
         locked until the transaction ends on PostgreSQL (SQLite's write lock covers it)."""
         c = REMINDERS.c
         held: set[int] = set()
-        for chunk in in_lists(list(reminder_ids)):
+        for these in among(self.conn, c.id, list(reminder_ids)):
             query = sa.select(c.id).where(
-                c.id.in_(chunk), c.status == ReminderStatus.SENDING, c.lease_owner == owner
+                these, c.status == ReminderStatus.SENDING, c.lease_owner == owner
             )
             if self.conn.dialect.name == "postgresql":
                 query = query.with_for_update()
@@ -298,11 +296,9 @@ class OutboxQueries:
         ]
         # Short: on a full disk every byte this write adds may be one too many.
         doubtful = AttemptQueries(self.conn).put_in_doubt(held, now, "outcome not recorded")
-        for chunk in in_lists(held):
+        for these in among(self.conn, c.id, held):
             self.conn.execute(
-                _move(ReminderStatus.PLANNED, now).where(
-                    c.id.in_(chunk), c.status == ReminderStatus.SENDING
-                )
+                _move(ReminderStatus.PLANNED, now).where(these, c.status == ReminderStatus.SENDING)
             )
         return len(held), doubtful
 
@@ -325,10 +321,10 @@ class OutboxQueries:
         AttemptQueries(self.conn).put_in_doubt(
             lapsed, now, "lease lapsed with the attempt in flight"
         )
-        for chunk in in_lists(lapsed):
+        for these in among(self.conn, c.id, lapsed):
             self.conn.execute(
                 _move(ReminderStatus.PLANNED, now, not_before=now).where(
-                    c.id.in_(chunk), c.status == ReminderStatus.SENDING
+                    these, c.status == ReminderStatus.SENDING
                 )
             )
         return len(lapsed)

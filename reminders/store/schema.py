@@ -64,15 +64,13 @@ def _where_status(status: str) -> sa.TextClause:
 _RETRYING: Final = sa.text(f"status = '{ReminderStatus.PLANNED}' AND attempts > 0")
 #: Handed to the provider at some time.
 _SENT: Final = sa.text("sent_at IS NOT NULL")
-#: Accepted by the provider (sent or delivered), in the order every query writes it.
-REACHED_STATUSES: Final = (ReminderStatus.SENT, ReminderStatus.DELIVERED)
 
 
 def reached(column: str = "status") -> str:
-    """``status IN ('sent', 'delivered')`` as ``ix_reminders_reached`` says it: SQLite uses
-    a partial index only for a query that repeats its WHERE term for term."""
-    statuses = ", ".join(f"'{status}'" for status in REACHED_STATUSES)
-    return f"{column} IN ({statuses})"
+    """Accepted by the provider: ``status IN ('sent', 'delivered')`` as ``ix_reminders_reached``
+    says it, for every query that means it (SQLite uses a partial index only for a query that
+    repeats its WHERE term for term)."""
+    return f"{column} IN ('{ReminderStatus.SENT}', '{ReminderStatus.DELIVERED}')"
 
 
 _REACHED: Final = sa.text(reached())
@@ -436,9 +434,20 @@ def batches(rows: Sequence[Any]) -> Iterator[Sequence[Any]]:
     return _slices(rows, CHUNK)
 
 
-def in_lists(keys: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    """``keys`` in slices of :data:`IN_CHUNK`, one ``IN (...)`` list each."""
-    return _slices(keys, IN_CHUNK)
+def among(
+    conn: sa.Connection, column: sa.ColumnElement[Any], keys: Sequence[Any]
+) -> Iterator[sa.ColumnElement[bool]]:
+    """``column`` is one of ``keys``, as conditions to run one statement each (none for no
+    keys): one array on PostgreSQL (``= ANY``), whose text is the same for any number of
+    keys, where an ``IN`` list of a thousand bound values cost 15 ms to expand and convert
+    each time; ``IN`` lists of :data:`IN_CHUNK` on SQLite (its limit on bound values)."""
+    if not keys:
+        return
+    if conn.dialect.name == "postgresql":
+        yield column == sa.any_(sa.literal(list(keys), postgresql.ARRAY(column.type)))
+        return
+    for chunk in _slices(keys, IN_CHUNK):
+        yield column.in_(chunk)
 
 
 def aware(value: datetime | str | None) -> datetime | None:

@@ -30,9 +30,9 @@ from reminders.store.schema import (
     Enrollment,
     Reminder,
     active,
+    among,
     aware,
     in_doubt_ids,
-    in_lists,
 )
 
 #: One row of a patient's timeline: the reminder as stored.
@@ -130,11 +130,11 @@ class ViewQueries:
         """The messages to each of ``patient_ids``, in due order (as their timelines: reminders
         and responses to their texts, not the notices the care team got about them)."""
         found: dict[str, list[TimelineEntry]] = {pid: [] for pid in patient_ids}
-        for chunk in in_lists(list(patient_ids)):
+        for these in among(self.conn, REMINDERS.c.patient_id, list(patient_ids)):
             query = (
                 select(Reminder)
                 .where(
-                    col(Reminder.patient_id).in_(chunk),
+                    these,
                     col(Reminder.kind) != MessageKind.NOTICE,
                 )
                 .order_by(
@@ -159,11 +159,11 @@ class ViewQueries:
         """``(body digest, provider id)`` of the attempt that sent each of ``reminder_ids``."""
         a = ATTEMPTS.c
         found: dict[int, tuple[str | None, str | None]] = {}
-        for chunk in in_lists(list(reminder_ids)):
+        for these in among(self.conn, a.reminder_id, list(reminder_ids)):
             rows = self.conn.execute(
                 sa.select(a.reminder_id, a.body_digest, a.provider_id)
                 .where(
-                    a.reminder_id.in_(chunk),
+                    these,
                     a.outcome.in_((AttemptOutcome.SENT, AttemptOutcome.IN_DOUBT_SENT)),
                 )
                 .order_by(a.id)
