@@ -14,12 +14,15 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from reminders.channels.base import Message
 from reminders.channels.memory import MemoryChannel
 from reminders.compose import Composer
 from reminders.errors import DeliveryError, PermanentError
 from reminders.models import Schedules
 from reminders.store import Store
+from reminders.store.schema import REMINDERS
 from reminders.sync import sync_patients
 from reminders.templates import Templates
 from reminders.testing import make_dispatcher
@@ -66,6 +69,30 @@ def test_a_late_enrollees_first_text_says_how_to_opt_out_and_later_ones_do_not(
     assert EMAIL_STOP in email.sent[0].text
     deliver(store, shipped, templates, WEEK1 + timedelta(weeks=1), sms, email=email)
     assert len(sms.sent) == 2
+    assert SMS_STOP not in sms.sent[1].text
+
+
+def test_a_text_after_one_reported_delivered_does_not_repeat_the_opt_out_line(
+    store: Store, shipped: Schedules, templates: Templates, tmp_path: Path
+) -> None:
+    """The week-1 SMS goes out and Twilio's callback reports it ``delivered``; the week-2 SMS
+    does not carry the opt-out line: a delivered text reached the patient as a sent one does.
+
+    Catches: "reached" read as ``status = 'sent'`` alone, so that every text after a
+    delivery report would tell the patient again how to opt out.
+    """
+    sync_patients(store, shipped, write(tmp_path / "p.yaml", patient("P-1")), LATE)
+    sms = MemoryChannel("sms")
+    deliver(store, shipped, templates, WEEK1, sms)
+    r = REMINDERS.c
+    with store.write() as tx:
+        [(reminder_id, sid)] = tx.conn.execute(
+            sa.select(r.id, r.provider_id).where(r.channel == "sms", r.status == "sent")
+        ).all()
+        assert tx.outbox.apply_status_callback(reminder_id, sid, "delivered", None, WEEK1).matched
+    deliver(store, shipped, templates, WEEK1 + timedelta(weeks=1), sms)
+    assert len(sms.sent) == 2
+    assert SMS_STOP in sms.sent[0].text
     assert SMS_STOP not in sms.sent[1].text
 
 
