@@ -84,16 +84,30 @@ def follow(driver: Any, element: Any) -> None:
     """Click ``element`` and wait until the page it leads to has loaded.
 
     A click returns before the browser has left the page, so reading the next page at once
-    can read the old one, or an element of it just as it goes away.
+    can read the old one, or an element of it just as it goes away. Asked about the old page
+    in the middle of the navigation, ChromeDriver may answer "Node with given id does not
+    belong to the document" rather than a stale element: the page has gone either way.
     """
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
+
+    def left(_driver: Any) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc.msg):
+                return True
+            raise
+        return False
+
     element.click()
     wait = WebDriverWait(driver, NAVIGATION_TIMEOUT)
-    wait.until(expected_conditions.staleness_of(page))
+    wait.until(left)
     wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
