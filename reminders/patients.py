@@ -6,17 +6,12 @@ the record and the field, and the sync leaves that patient's stored enrollment a
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pickle
-import subprocess
-import sys
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from reminders.csvio import read_rows
 from reminders.errors import PatientFileError
@@ -40,11 +35,6 @@ from reminders.yamlio import read_config_file
 
 #: Default file name, looked up beside ``schedules.yaml``.
 PATIENTS_FILE: Final = "patients.yaml"
-#: From this many records to validate on, a second process validates part of them ...
-PARALLEL_RECORDS: Final = 20_000
-#: ... this share: its records and results cross two pipes as pickles (a third of the
-#: time validating them takes), so with halves this process waited for it.
-WORKER_SHARE: Final = 0.43
 #: Largest patients file read, in bytes (checked before parsing): about 200,000 patients
 #: in YAML, 600,000 in CSV.
 MAX_PATIENTS_BYTES: Final = 64 << 20
@@ -87,6 +77,10 @@ class Problem:
 
     def __str__(self) -> str:
         return ": ".join(p for p in (self.file, self.record, self.field, self.message) if p)
+
+
+Outcome = tuple[Patient | None, list[Problem]]
+"""A record validated: its Patient, or None, and every problem found in it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,93 +164,6 @@ def _read_csv(path: Path) -> Iterator[RawRecord]:
     rows = read_rows(path, FIELDS, REQUIRED, PatientFileError, MAX_PATIENTS_BYTES)
     for number, cells in rows:
         yield RawRecord(f"row {number}", cells)
-
-
-def load_patients(path: Path, schedules: Schedules) -> PatientFile:
-    """Read and validate every record; raises PatientFileError only if the file is unreadable."""
-    records = read_records(path, schedules)
-    return validate_records(path, records, schedules)
-
-
-def validate_records(path: Path, records: Iterable[RawRecord], schedules: Schedules) -> PatientFile:
-    """Validate raw records, collecting one Problem per bad field and checking ids are unique."""
-    result = PatientFile(path=path)
-    first_seen: dict[str, str] = {}
-    duplicates: set[str] = set()
-    records = list(records)
-    for record in records:
-        pid = record.patient_id
-        if pid is None:
-            continue
-        if pid in first_seen:
-            duplicates.add(pid)
-        else:
-            first_seen[pid] = record.position
-    outcomes = iter(
-        _validate_all(str(path), [r for r in records if r.patient_id not in duplicates], schedules)
-    )
-    for record in records:
-        pid = record.patient_id
-        if pid in duplicates:
-            place, element = record.where("id")
-            result.problems.append(
-                Problem(
-                    str(path), place, element, "duplicate id: every record with it is skipped", pid
-                )
-            )
-            continue
-        patient, problems = next(outcomes)
-        if patient is not None:
-            result.patients.append(patient)
-        result.problems.extend(problems)
-    return result
-
-
-def _validate_all(
-    file: str, records: list[RawRecord], schedules: Schedules
-) -> list[tuple[Patient | None, list[Problem]]]:
-    """:func:`validate_record` of each record, in order; the last part of a large file
-    (:data:`WORKER_SHARE`) in a second process meanwhile (most of a large sync's CPU).
-
-    The second process is ``python -m reminders.patients`` fed by pickles through its
-    pipes, not multiprocessing: that would run the caller's main module again in it.
-    """
-    if len(records) < PARALLEL_RECORDS or (os.cpu_count() or 1) < 2:  # two processes
-        return _validate_chunk(file, records, schedules)
-    split = len(records) - int(len(records) * WORKER_SHARE)
-    payload = pickle.dumps((file, records[split:], schedules), pickle.HIGHEST_PROTOCOL)
-    try:
-        worker = subprocess.Popen(  # this interpreter, this module
-            [sys.executable, "-m", "reminders.patients"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-    except OSError:
-        return _validate_chunk(file, records, schedules)
-    with worker:  # closes both pipes and waits
-        assert worker.stdin is not None  # noqa: S101  # both pipes were asked for
-        assert worker.stdout is not None  # noqa: S101
-
-        def feed(pipe: IO[bytes]) -> None:
-            with contextlib.suppress(OSError):  # a worker gone: its exit status says so
-                pipe.write(payload)
-                pipe.close()
-
-        feeder = threading.Thread(target=feed, args=(worker.stdin,), daemon=True)
-        feeder.start()
-        first = _validate_chunk(file, records[:split], schedules)
-        output = worker.stdout.read()
-        feeder.join()
-    if worker.returncode != 0:  # it failed: do its part here
-        return first + _validate_chunk(file, records[split:], schedules)
-    second: list[tuple[Patient | None, list[Problem]]] = pickle.loads(output)  # noqa: S301  # our own child
-    return first + second
-
-
-def _validate_chunk(
-    file: str, records: list[RawRecord], schedules: Schedules
-) -> list[tuple[Patient | None, list[Problem]]]:
-    return [validate_record(file, record, schedules) for record in records]
 
 
 def validate_record(
@@ -489,12 +396,3 @@ def _attributes(value: object, problem: Any) -> dict[str, str]:
         else:
             result[name] = text
     return result
-
-
-if __name__ == "__main__":  # the second process of _validate_all
-    from reminders.patients import _validate_chunk as _chunk
-
-    _file, _records, _schedules = pickle.load(sys.stdin.buffer)  # noqa: S301  # from our parent
-    sys.stdout.buffer.write(
-        pickle.dumps(_chunk(_file, _records, _schedules), pickle.HIGHEST_PROTOCOL)
-    )

@@ -16,9 +16,9 @@ from reminders.compose import Composer
 from reminders.config import load_schedules
 from reminders.errors import ReminderError, UnknownPatient
 from reminders.models import CHANNELS, Milestone, Patient, Protocol, Recipient, Schedules
-from reminders.patients import load_patients
 from reminders.sms import count_segments
 from reminders.templates import TEMPLATES_DIR, Templates
+from reminders.validation import load_patients
 
 from .root import JsonOpt, PatientsOpt, app, err, errors, fail, make_app, out
 

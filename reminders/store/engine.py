@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from reminders import logs
 from reminders.errors import StoreError
 from reminders.store.attempts import AttemptQueries
 from reminders.store.bulk import insert_many
@@ -39,11 +41,16 @@ from reminders.store.schema import AUDIT
 from reminders.store.users import UserQueries
 from reminders.store.views import ViewQueries
 
+log = logs.get("reminders.store")
+
 #: How long a SQLite connection waits for another's lock (ms).
 _BUSY_MS: Final = 30_000
 #: SQLite page cache per connection, and while a sync runs (KiB).
 _CACHE_KIB: Final = 2048
 _BULK_CACHE_KIB: Final = 65536
+#: SQLite's automatic checkpoint (its default): by a commit that leaves the log this many
+#: pages long. A sync's commit leaves it to a thread (see :meth:`Store.write`).
+_AUTOCHECKPOINT_PAGES: Final = 1000
 #: pg_advisory_xact_lock key of the sync ("sync" in ASCII).
 _SYNC_LOCK: Final = 0x73796E63
 
@@ -56,6 +63,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
     _wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
     cursor.execute("PRAGMA foreign_keys=ON")
     # 2 MiB of page cache per connection (one per worker thread); a sync raises its
     # own connection's to 64 MiB while it updates million-row indexes (bulk_begin).
@@ -85,6 +93,12 @@ def _postgresql_session(dbapi_connection: Any, _record: Any) -> None:
     with dbapi_connection.cursor() as cursor:
         cursor.execute("SET jit = off")
     dbapi_connection.commit()  # a SET in a transaction that rolls back would be undone
+
+
+def _autocheckpoint(conn: Connection, pages: int) -> None:
+    """Set SQLite's automatic checkpoint of this connection's commits (0: none); through the
+    driver, since SQLAlchemy would begin a transaction first."""
+    conn.connection.dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={pages}")  # type: ignore[union-attr]
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -132,6 +146,8 @@ class Store:
             raise StoreError(f"cannot use database {self.safe_url}: {exc}") from None
         #: ``sqlite`` or ``postgresql``.
         self.dialect = self.engine.dialect.name
+        #: The checkpoint after a sync's load (SQLite), while it runs.
+        self._folding: threading.Thread | None = None
         if self.dialect == "sqlite":
             _create_private(url)
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -149,22 +165,49 @@ class Store:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
     def close(self) -> None:
-        """Release every pooled connection."""
+        """Release every pooled connection, after the checkpoint of a sync's load."""
+        if self._folding is not None:
+            self._folding.join()
         self.engine.dispose()
 
     @contextmanager
-    def write(self, *, failure: str = "") -> Iterator[Transaction]:
+    def write(self, *, failure: str = "", bulk: bool = False) -> Iterator[Transaction]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success.
 
         A database error inside it rolls it back and is raised as StoreError, its
         message starting with ``failure`` (what did not happen) when given.
+
+        ``bulk`` (a sync), on SQLite: the commit leaves the write-ahead log as it is and a
+        thread folds it into the database file afterwards, as PostgreSQL's checkpointer
+        does; the commit of a million-row load otherwise waits for the whole copy (3 s of
+        a 19 s first sync of 100,000 patients). The data is committed either way.
         """
-        with (
-            self._errors(failure),
-            self.engine.connect().execution_options(write=True) as conn,
-            conn.begin(),
-        ):
-            yield Transaction(conn)
+        fold = bulk and self.dialect == "sqlite"
+        with self._errors(failure), self.engine.connect().execution_options(write=True) as conn:
+            if fold:
+                _autocheckpoint(conn, 0)
+            try:
+                with conn.begin():
+                    yield Transaction(conn)
+            finally:
+                if fold:
+                    _autocheckpoint(conn, _AUTOCHECKPOINT_PAGES)
+        if fold:
+            self._fold_soon()
+
+    def _fold_soon(self) -> None:
+        """Checkpoint the write-ahead log in a thread, PASSIVE: it never waits for, nor
+        blocks, a reader or a writer (what it cannot copy yet, a later checkpoint does)."""
+
+        def fold() -> None:
+            try:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("database.checkpoint_failed", error=describe(exc))
+
+        self._folding = threading.Thread(target=fold, name="wal-checkpoint", daemon=True)
+        self._folding.start()
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
@@ -279,13 +322,15 @@ class Transaction:
     def lock_sync(self) -> None:
         """Serialise syncs across instances (PostgreSQL advisory lock; SQLite's write lock does it).
 
-        On SQLite it also gives this connection a large page cache for the bulk work;
-        :meth:`end_sync` gives the memory back.
+        On SQLite it also gives this connection a large page cache for the bulk work, and
+        a helper thread for sorting; :meth:`end_sync` gives both back.
         """
         if self.conn.dialect.name == "postgresql":
             self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SYNC_LOCK})
         else:
             self.conn.exec_driver_sql(f"PRAGMA cache_size=-{_BULK_CACHE_KIB}")
+            # A helper thread for the sorts of the indexes built after a load.
+            self.conn.exec_driver_sql("PRAGMA threads=1")
 
     def analyze(self) -> None:
         """Refresh the planner's statistics after a bulk load (PostgreSQL; autovacuum may lag or be off)."""
@@ -297,4 +342,5 @@ class Transaction:
         """Return the bulk page cache (SQLite) so an idle service stays small."""
         if self.conn.dialect.name == "sqlite":
             self.conn.exec_driver_sql(f"PRAGMA cache_size=-{_CACHE_KIB}")
+            self.conn.exec_driver_sql("PRAGMA threads=0")
             self.conn.exec_driver_sql("PRAGMA shrink_memory")

@@ -9,7 +9,8 @@ the indexes after the load instead of row by row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -27,13 +28,13 @@ from reminders.lifecycle import (
 )
 from reminders.planning import PlanSlot
 from reminders.store.bulk import datetime_encoder, insert_many
+from reminders.store.expand import INSERT_COLUMNS, Load, expand, finish
 from reminders.store.known import EnrollmentIndex
 from reminders.store.late import LateQueries
 from reminders.store.schema import (
     AUDIT,
     CHUNK,
     ENROLLMENTS,
-    KEY_COLUMNS,
     REMINDERS,
     active,
     among,
@@ -43,42 +44,9 @@ from reminders.store.schema import (
 
 #: (patient, protocol, milestone, occurrence, channel): what makes a reminder unique.
 ReminderKey = tuple[str, str, str, int, str]
-_INSERT_COLUMNS: Final = (
-    *KEY_COLUMNS,
-    "template",
-    "due_at",
-    "not_before",
-    "expires_at",
-    "status",
-    "attempts",
-    "updated_at",
-)
-#: From this many rows on, the database expands a sync's plans itself (see ``_expand``);
+#: From this many rows on, the database expands a sync's plans itself (see :mod:`reminders.store.expand`);
 #: a sync inserting that many also refreshes the planner's statistics.
 BULK_ROWS: Final = 10_000
-#: Reminders per ``INSERT ... SELECT`` of ``_expand``: one progress step each.
-_EXPAND_ROWS: Final = 100_000
-#: The partial indexes that take the rows a sync loads (``planned``, never tried). The
-#: others take only tried, sent or failed rows: kept through a load they cost nothing,
-#: rebuilt they would cost a scan of the whole table each.
-_LOADED_INDEXES: Final = frozenset({"ix_reminders_due"})
-#: The temporary tables ``_expand`` loads: each distinct plan's slots, and the patients
-#: (in insertion order) with the number of the plan they follow.
-_PLAN_SLOTS: Final = "sync_plan_slots"
-_PLAN_PATIENTS: Final = "sync_plan_patients"
-_SLOT_COLUMNS: Final = (
-    "plan_no",
-    "slot_no",
-    "protocol",
-    "milestone",
-    "occurrence",
-    "channel",
-    "template",
-    "due_at",
-    "expires_at",
-    "status",
-)
-_PATIENT_COLUMNS: Final = ("seq", "patient_id", "plan_no")
 #: The audit kind of a reminder a coordinator sent again on purpose (``reminders resend``):
 #: the sync leaves such a copy alone, as it leaves a sent reminder alone.
 RESENT: Final = "reminder.resent"
@@ -115,6 +83,21 @@ class EnrollmentQueries:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        #: Inside :meth:`loading`: the state its loads share.
+        self._load: Load | None = None
+
+    @contextmanager
+    def loading(self) -> Iterator[None]:
+        """A sync's loads in parts share their state: each distinct plan is uploaded once,
+        and indexes dropped for the first load into an empty table are rebuilt once, at
+        the end. A failure inside leaves the indexes and the temporary tables to the
+        transaction's rollback (DDL is transactional)."""
+        self._load = Load()
+        try:
+            yield
+            finish(self.conn, self._load)
+        finally:
+            self._load = None
 
     def index(self) -> EnrollmentIndex:
         """Every stored enrollment's id, source digest and status (read in batches)."""
@@ -233,13 +216,17 @@ class EnrollmentQueries:
 
         This is the hot path of a large sync (millions of rows). A small one goes to the
         driver's ``executemany``; from :data:`BULK_ROWS` rows on, the database expands the
-        rows itself (:meth:`_expand`): no Python object per reminder.
+        rows itself (:func:`reminders.store.expand.expand`): no Python object per reminder.
         """
         total = sum(len(slots) for _, slots in plans)
         if not total:
             return 0
         if total >= BULK_ROWS:
-            return self._expand(plans, now, progress)
+            load = self._load if self._load is not None else Load()
+            written = expand(self.conn, load, plans, now, progress)
+            if self._load is None:
+                finish(self.conn, load)
+            return written
         return self._insert_rows(plans, now, progress)
 
     def _insert_rows(
@@ -252,8 +239,8 @@ class EnrollmentQueries:
         encoded for the database once, and rows skip SQLAlchemy's per-value type processing."""
         mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
         sql = (
-            f"INSERT INTO reminders ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608  # constant columns
-            f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})"
+            f"INSERT INTO reminders ({', '.join(INSERT_COLUMNS)}) "  # noqa: S608  # constant columns
+            f"VALUES ({', '.join([mark] * len(INSERT_COLUMNS))})"
         )
         db = datetime_encoder(self.conn)
         stamp = db(now)
@@ -283,57 +270,6 @@ class EnrollmentQueries:
             flush()
         return written
 
-    def _expand(
-        self,
-        plans: Sequence[tuple[str, Sequence[PlanSlot]]],
-        now: datetime,
-        progress: Callable[[int], None] | None,
-    ) -> int:
-        """Upload each distinct plan once and who follows which, then let the database
-        expand them: ``INSERT ... SELECT`` from two temporary tables, in the order
-        :meth:`_insert_rows` writes (so ids come out the same)."""
-        db = datetime_encoder(self.conn)
-        numbers: dict[int, int] = {}
-        slot_rows: list[tuple[Any, ...]] = []
-        patient_rows: list[tuple[Any, ...]] = []
-        sizes: list[int] = []
-        for pid, slots in plans:
-            number = numbers.get(id(slots))
-            if number is None:
-                number = numbers[id(slots)] = len(numbers)
-                slot_rows.extend(
-                    (number, i, p, m, o, c, t, db(d), db(x), s)
-                    for i, (p, m, o, c, t, d, x, s) in enumerate(slots)
-                )
-            patient_rows.append((len(patient_rows), pid, number))
-            sizes.append(len(slots))
-        _create_plan_tables(self.conn)
-        _load(self.conn, _PLAN_SLOTS, _SLOT_COLUMNS, slot_rows)
-        _load(self.conn, _PLAN_PATIENTS, _PATIENT_COLUMNS, patient_rows)
-        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
-        sql = (
-            f"INSERT INTO reminders ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608  # constant names
-            "SELECT p.patient_id, s.protocol, s.milestone, s.occurrence, s.channel, s.template, "
-            f"s.due_at, s.due_at, s.expires_at, s.status, 0, {mark} "
-            f"FROM {_PLAN_PATIENTS} p JOIN {_PLAN_SLOTS} s ON s.plan_no = p.plan_no "
-            f"WHERE p.seq >= {mark} AND p.seq < {mark} ORDER BY p.seq, s.slot_no"
-        )
-        stamp = db(now)
-        written = start = rows = 0
-        rebuild = _drop_indexes(self.conn)
-        for end, size in enumerate(sizes, 1):
-            rows += size
-            if rows >= _EXPAND_ROWS or end == len(sizes):
-                self.conn.exec_driver_sql(sql, (stamp, start, end))
-                written += rows
-                if progress:
-                    progress(rows)
-                start, rows = end, 0
-        _drop_plan_tables(self.conn)
-        for statement in rebuild:
-            self.conn.execute(statement)
-        return written
-
     def insert_one(self, patient_id: str, slot: PlanSlot, now: datetime) -> int:
         """Insert one reminder (a copy sent again on purpose); returns its id."""
         protocol, milestone, occurrence, channel, template, due, expires, status = slot
@@ -341,7 +277,7 @@ class EnrollmentQueries:
         values = (*row, due, due, expires, status, 0, now)
         return inserted_id(
             self.conn.execute(
-                REMINDERS.insert().values(dict(zip(_INSERT_COLUMNS, values, strict=True)))
+                REMINDERS.insert().values(dict(zip(INSERT_COLUMNS, values, strict=True)))
             )
         )
 
@@ -398,78 +334,3 @@ class EnrollmentQueries:
                 )
             ).rowcount
         return count
-
-
-def _create_plan_tables(conn: Connection) -> None:
-    """The temporary tables of ``_expand``, gone at the end of the transaction either way."""
-    if conn.dialect.name == "postgresql":
-        stamp, tail = "timestamptz", " ON COMMIT DROP"
-    else:
-        stamp, tail = "text", " WITHOUT ROWID"  # datetimes as SQLite's DATETIME text
-    conn.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE {_PLAN_SLOTS} ("
-        "plan_no integer NOT NULL, slot_no integer NOT NULL, protocol text NOT NULL, "
-        "milestone text NOT NULL, occurrence integer NOT NULL, channel text NOT NULL, "
-        f"template text NOT NULL, due_at {stamp} NOT NULL, expires_at {stamp} NOT NULL, "
-        f"status text NOT NULL, PRIMARY KEY (plan_no, slot_no)){tail}"
-    )
-    conn.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE {_PLAN_PATIENTS} (seq integer PRIMARY KEY, "
-        f"patient_id text NOT NULL, plan_no integer NOT NULL)"
-        + (" ON COMMIT DROP" if conn.dialect.name == "postgresql" else "")
-    )
-
-
-def _drop_plan_tables(conn: Connection) -> None:
-    """Drop them now (PostgreSQL would at commit; SQLite keeps them for the connection)."""
-    for table in (_PLAN_PATIENTS, _PLAN_SLOTS):
-        conn.exec_driver_sql(f"DROP TABLE {table}")
-
-
-def _load(
-    conn: Connection, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
-) -> None:
-    """Bulk-load ``rows`` into a temporary table: ``COPY FROM STDIN`` on PostgreSQL."""
-    names = ", ".join(columns)
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        raw: Any = conn.connection.dbapi_connection
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        conn.exec_driver_sql(f"ANALYZE {table}")
-        return
-    marks = ", ".join("?" * len(columns))
-    conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)  # noqa: S608
-
-
-def _drop_indexes(conn: Connection) -> list[sa.ExecutableDDLElement]:
-    """Drop the unique key (PostgreSQL) and the due index of an empty ``reminders`` table for
-    a bulk load; returns what rebuilds them.
-
-    Building an index once over millions of rows (a sort) costs much less than keeping it
-    up to date row by row (the other partial indexes take none of the loaded rows). The drop is part of the sync's transaction: a failed load
-    rolls it back with the rows. On PostgreSQL it takes an ACCESS EXCLUSIVE lock on
-    ``reminders`` until the sync commits, which is why only a load into an empty table
-    (an initial load, nothing yet to claim) does it: a routine sync while other instances
-    dispatch keeps the indexes. SQLite cannot drop the unique key (it is part of the
-    table), and keeps it: rows arrive in key order, so appending to it is cheap.
-    """
-    if conn.execute(sa.select(REMINDERS.c.id).limit(1)).first() is not None:
-        return []
-    drops: list[sa.ExecutableDDLElement] = []
-    rebuild: list[sa.ExecutableDDLElement] = []
-    if conn.dialect.name == "postgresql":
-        for constraint in REMINDERS.constraints:
-            if isinstance(constraint, sa.UniqueConstraint):
-                drops.append(sa.schema.DropConstraint(constraint))
-                rebuild.append(sa.schema.AddConstraint(constraint))
-    for index in sorted(REMINDERS.indexes, key=lambda ix: str(ix.name)):
-        if index.name not in _LOADED_INDEXES:
-            continue
-        drops.append(sa.schema.DropIndex(index))
-        rebuild.append(sa.schema.CreateIndex(index))
-    for statement in drops:
-        conn.execute(statement)
-    return rebuild

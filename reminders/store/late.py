@@ -32,6 +32,9 @@ from reminders.store.schema import ENROLLMENTS, LATE_PLANS, Reminder, among
 LateSlot = tuple[str, str, int, str, str, datetime, datetime]
 #: Inserts ``(patient_id, slots)`` plans as reminder rows stamped with the given time.
 Inserter = Callable[[Sequence[tuple[str, Sequence[Any]]], datetime], int]
+#: Histories stored, by the ``id`` of their slots: the slots themselves (held, so that no
+#: other object takes the id meanwhile) and their ``late_plans`` id.
+Marked = dict[int, tuple[Sequence[tuple[Any, ...]], int]]
 
 
 class LateQueries:
@@ -41,21 +44,28 @@ class LateQueries:
         self.conn = conn
 
     def mark(
-        self, patients: Sequence[tuple[dict[str, Any], Sequence[tuple[Any, ...]]]], now: datetime
+        self,
+        patients: Sequence[tuple[dict[str, Any], Sequence[tuple[Any, ...]]]],
+        now: datetime,
+        marked: Marked | None = None,
     ) -> None:
         """Store each distinct history of ``(enrollment row, slots)`` once and set the rows'
-        ``late_plan_id`` (before the rows are inserted)."""
-        distinct = {id(slots): slots for _, slots in patients}
-        if not distinct:
-            return
-        rows = [
-            {"marked_at": now, "size": len(slots), "slots": _encode(slots)}
-            for slots in distinct.values()
-        ]
-        insert = LATE_PLANS.insert().returning(LATE_PLANS.c.id, sort_by_parameter_order=True)
-        ids = dict(zip(distinct, self.conn.execute(insert, rows).scalars(), strict=True))
+        ``late_plan_id`` (before the rows are inserted). A sync in parts passes the same
+        ``marked`` to each: a history stored for one part is not stored again."""
+        marked = {} if marked is None else marked
+        distinct = {id(slots): slots for _, slots in patients if id(slots) not in marked}
+        if distinct:
+            rows = [
+                {"marked_at": now, "size": len(slots), "slots": _encode(slots)}
+                for slots in distinct.values()
+            ]
+            insert = LATE_PLANS.insert().returning(LATE_PLANS.c.id, sort_by_parameter_order=True)
+            for (key, slots), plan_id in zip(
+                distinct.items(), self.conn.execute(insert, rows).scalars(), strict=True
+            ):
+                marked[key] = (slots, int(plan_id))
         for row, slots in patients:
-            row["late_plan_id"] = int(ids[id(slots)])
+            row["late_plan_id"] = marked[id(slots)][1]
 
     def materialize(self, patient_ids: Sequence[str], insert: Inserter) -> None:
         """Turn the late history of ``patient_ids`` into reminder rows.

@@ -19,9 +19,9 @@ import pytest
 from reminders.errors import PatientFileError, SyncRefused
 from reminders.lifecycle import EnrollmentStatus, ReminderStatus
 from reminders.models import Schedules
-from reminders.patients import load_patients
 from reminders.store import Store
 from reminders.sync import sync_patients
+from reminders.validation import load_patients
 from tests.conftest import REPO
 
 NOW = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)

@@ -17,11 +17,12 @@ import sqlalchemy as sa
 import yaml
 
 from reminders.models import Schedules
-from reminders.patients import iter_records, validate_records
+from reminders.patients import iter_records
 from reminders.planning import plan
 from reminders.store import Store, TimelineEntry
 from reminders.sync import sync_patients
 from reminders.testing import patient_record
+from reminders.validation import validate_records
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 #: Ten weeks before NOW: the early milestones have expired, the later ones are to come.

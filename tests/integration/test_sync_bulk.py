@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reminders import patients
+from reminders import patients, validation
 from reminders.models import Schedules
 from reminders.store import Store
 from reminders.store import enrollments as queries
+from reminders.store import expand as expansion
 from reminders.sync import sync_patients
 from reminders.testing.builders import write_patients
 from tests.conftest import POSTGRES_URL
@@ -53,6 +54,11 @@ def two_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[s
 def patients_file(path: Path, count: int, first: int = 0) -> Path:
     """Patients enrolled before, on and after NOW's date (late enrolment: expired history),
     in three zones, with and without email, one paused and one withdrawn."""
+    return write_patients(path, patient_records(count, first))
+
+
+def patient_records(count: int, first: int = 0) -> list[dict[str, Any]]:
+    """The records of :func:`patients_file`."""
     records: list[dict[str, Any]] = []
     for i in range(first, first + count):
         record: dict[str, Any] = {
@@ -67,7 +73,7 @@ def patients_file(path: Path, count: int, first: int = 0) -> Path:
         records.append(record)
     records[1]["status"] = "paused"
     records[2]["status"] = "withdrawn"
-    return write_patients(path, records)
+    return records
 
 
 def stored_rows(store: Store) -> list[tuple[Any, ...]]:
@@ -77,7 +83,8 @@ def stored_rows(store: Store) -> list[tuple[Any, ...]]:
 
 
 def reminder_indexes(store: Store) -> list[Any]:
-    """The indexes and unique constraints of ``reminders`` as the database reports them."""
+    """The indexes, unique constraints and primary key of ``reminders`` as the database
+    reports them."""
     with store.read() as tx:
         inspector = sa.inspect(tx.conn)
         indexes = sorted(
@@ -88,7 +95,8 @@ def reminder_indexes(store: Store) -> list[Any]:
             (u["name"], tuple(u["column_names"]))
             for u in inspector.get_unique_constraints("reminders")
         )
-    return [indexes, unique]
+        key = inspector.get_pk_constraint("reminders")
+    return [indexes, unique, (key["name"], tuple(key["constrained_columns"]))]
 
 
 def statements(store: Store) -> list[str]:
@@ -119,7 +127,7 @@ def test_bulk_load_writes_the_rows_the_row_by_row_path_writes(
             indexes.append(reminder_indexes(store))
         finally:
             store.close()
-        expanded = any(queries._PLAN_SLOTS in sql for sql in sent)
+        expanded = any(expansion.PLAN_SLOTS in sql for sql in sent)
         assert expanded == (bulk == 1)
         assert len(report.enrolled) == 40
         assert report.reminders["expired"]
@@ -143,7 +151,7 @@ def test_bulk_load_into_an_empty_table_rebuilds_its_indexes_and_keeps_them_other
     both = patients_file(tmp_path / "b.yaml", 40)
     report = sync_patients(store, shipped, both, NOW)
     assert len(report.enrolled) == 20
-    assert any(queries._PLAN_SLOTS in sql for sql in sent)
+    assert any(expansion.PLAN_SLOTS in sql for sql in sent)
     assert not any("DROP" in sql.upper() and "INDEX" in sql.upper() for sql in sent)
     assert not any("CONSTRAINT" in sql.upper() for sql in sent)
     assert reminder_indexes(store) == before
@@ -155,7 +163,7 @@ def test_failure_in_the_middle_of_a_bulk_load_leaves_rows_and_indexes_as_they_we
     """A sync failing after part of its rows went in, indexes dropped, leaves no row, every
     index, and no temporary table behind: the next sync loads everything."""
     monkeypatch.setattr(queries, "BULK_ROWS", 1)
-    monkeypatch.setattr(queries, "_EXPAND_ROWS", 50)  # several INSERT ... SELECT
+    monkeypatch.setattr(expansion, "EXPAND_ROWS", 50)  # several INSERT ... SELECT
     path = patients_file(tmp_path / "p.yaml", 30)
     before = reminder_indexes(store)
     steps: list[int] = []
@@ -195,9 +203,9 @@ def test_a_large_file_validated_in_two_processes_gives_what_one_gives(
     lines[29] = lines[29].replace("Pacific/Auckland", "Mars/Olympus")  # a bad zone, last
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     records = list(patients.read_records(path, shipped))
-    one = patients.validate_records(path, records, shipped)
-    monkeypatch.setattr(patients, "PARALLEL_RECORDS", 2)
-    two = patients.validate_records(path, records, shipped)
+    one = validation.validate_records(path, records, shipped)
+    monkeypatch.setattr(validation, "PARALLEL_RECORDS", 2)
+    two = validation.validate_records(path, records, shipped)
     assert len(one.problems) == 5
     assert [str(p) for p in two.problems] == [str(p) for p in one.problems]
     assert two.problems == one.problems

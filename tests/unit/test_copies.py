@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo
 
 from reminders.copies import base_occurrence, copy_occurrence, copy_round, resend_slot
 from reminders.lifecycle import ReminderStatus
-from reminders.patients import validate_records
 from reminders.planning import resolve_local
 from reminders.records import RawRecord
 from reminders.store import StoredEnrollment, StoredReminder
 from reminders.sync import SyncPlan, diff, select_records
 from reminders.testing import PROTOCOL, make_schedules, patient_record
+from reminders.validation import validate_records
 
 NY = ZoneInfo("America/New_York")
 SCHEDULES = make_schedules()

@@ -10,7 +10,7 @@ import pytest
 
 from reminders.errors import ConfigError, PatientFileError
 from reminders.models import Patient, Schedules
-from reminders.patients import PatientFile, Problem, load_patients, patients_path
+from reminders.patients import PatientFile, Problem, patients_path
 from reminders.testing import (
     OTHER_PROTOCOL,
     PROTOCOL,
@@ -18,6 +18,7 @@ from reminders.testing import (
     patient_record,
     write_patients,
 )
+from reminders.validation import load_patients
 
 FORMATS = ["yaml", "csv"]
 

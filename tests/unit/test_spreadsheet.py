@@ -15,8 +15,9 @@ import pytest
 from reminders.csvio import read_rows
 from reminders.errors import PatientFileError
 from reminders.models import Schedules
-from reminders.patients import PatientFile, load_patients, records_with_problems
+from reminders.patients import PatientFile, records_with_problems
 from reminders.testing import make_schedules
+from reminders.validation import load_patients
 
 HEADER_RECORD = "row 1 (the header)"
 

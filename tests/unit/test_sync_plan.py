@@ -14,11 +14,12 @@ import pytest
 
 from reminders.errors import SyncRefused
 from reminders.lifecycle import ReminderStatus
-from reminders.patients import validate_records
 from reminders.records import RawRecord
 from reminders.store import StoredEnrollment, StoredReminder
-from reminders.sync import Selection, SyncPlan, diff, guard, select_records
+from reminders.sync import Selection, SyncPlan, diff, select_records
 from reminders.testing import PROTOCOL, make_schedules, patient_record
+from reminders.validation import validate_records
+from reminders.withdraw_guard import guard
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 FILE = Path("patients.yaml")

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from reminders.errors import PatientFileError, ScheduleError
-from reminders.patients import MAX_PATIENTS_BYTES, load_patients
+from reminders.patients import MAX_PATIENTS_BYTES
 from reminders.testing import make_schedules
+from reminders.validation import load_patients
 from reminders.yamlio import MAX_CONFIG_BYTES, MAX_DEPTH, read_config_file
 
 HINT = "use --config DIR"
