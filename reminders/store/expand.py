@@ -38,7 +38,7 @@ EXPAND_ROWS: Final = 100_000
 #: others take only tried, sent or failed rows. SQLite keeps those through a load (they
 #: cost it 0.7 s of 2.3 million rows, rebuilding them 1.5 s); PostgreSQL rebuilds them
 #: too (they cost it 1.9 s, rebuilding them 0.8 s).
-_LOADED_INDEXES: Final = frozenset({"ix_reminders_due"})
+LOADED_INDEXES: Final = frozenset({"ix_reminders_due"})
 #: The temporary tables :func:`expand` loads: each distinct plan's slots, and the patients
 #: (in insertion order) with the number of the plan they follow.
 PLAN_SLOTS: Final = "sync_plan_slots"
@@ -181,7 +181,7 @@ def _drop_indexes(conn: Connection) -> list[sa.Executable]:
     of an empty ``reminders`` table for a bulk load; returns what rebuilds them.
 
     Building an index once over millions of rows (a sort) costs much less than keeping it
-    up to date row by row (see :data:`_LOADED_INDEXES`). The drop is part of the sync's transaction: a failed load
+    up to date row by row (see :data:`LOADED_INDEXES`). The drop is part of the sync's transaction: a failed load
     rolls it back with the rows. On PostgreSQL it takes an ACCESS EXCLUSIVE lock on
     ``reminders`` until the sync commits, which is why only a load into an empty table
     (an initial load, nothing yet to claim) does it: a routine sync while other instances
@@ -205,7 +205,7 @@ def _drop_indexes(conn: Connection) -> list[sa.Executable]:
             sa.text(f'ALTER TABLE {REMINDERS.name} ADD CONSTRAINT "{key}" PRIMARY KEY (id)')
         )
     for index in sorted(REMINDERS.indexes, key=lambda ix: str(ix.name)):
-        if index.name not in _LOADED_INDEXES and conn.dialect.name != "postgresql":
+        if index.name not in LOADED_INDEXES and conn.dialect.name != "postgresql":
             continue
         drops.append(sa.schema.DropIndex(index))
         rebuild.append(sa.schema.CreateIndex(index))
