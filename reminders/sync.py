@@ -345,16 +345,8 @@ def sync_patients(
     nothing changed when the database fails it (a full disk): a sync is one transaction.
     """
     # One transaction: whatever fails it (a full disk, the guard) leaves the database as it was.
-    with (
-        _collector_paused(),
-        store.write(failure="sync not applied, nothing changed", bulk=True) as tx,
-    ):
-        tx.lock_sync()
-        try:
-            report = _sync(tx, schedules, path, now, force=force, progress=progress)
-        finally:
-            tx.end_sync()
-    return report
+    with _collector_paused(), store.sync(failure="sync not applied, nothing changed") as tx:
+        return _sync(tx, schedules, path, now, force=force, progress=progress)
 
 
 @contextmanager

@@ -66,7 +66,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
     cursor.execute("PRAGMA foreign_keys=ON")
     # 2 MiB of page cache per connection (one per worker thread); a sync raises its
-    # own connection's to 64 MiB while it updates million-row indexes (bulk_begin).
+    # own connection's to 64 MiB while it updates million-row indexes (Store.sync).
     cursor.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
     cursor.close()
 
@@ -95,10 +95,12 @@ def _postgresql_session(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.commit()  # a SET in a transaction that rolls back would be undone
 
 
-def _autocheckpoint(conn: Connection, pages: int) -> None:
-    """Set SQLite's automatic checkpoint of this connection's commits (0: none); through the
-    driver, since SQLAlchemy would begin a transaction first."""
-    conn.connection.dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={pages}")  # type: ignore[union-attr]
+def _pragmas(conn: Connection, **values: int | None) -> None:
+    """Set SQLite pragmas of this connection (``None``: run it without a value), through the
+    driver: outside a transaction, which SQLAlchemy would begin first."""
+    for name, value in values.items():
+        statement = f"PRAGMA {name}" if value is None else f"PRAGMA {name}={value}"
+        conn.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -146,8 +148,8 @@ class Store:
             raise StoreError(f"cannot use database {self.safe_url}: {exc}") from None
         #: ``sqlite`` or ``postgresql``.
         self.dialect = self.engine.dialect.name
-        #: The checkpoint after a sync's load (SQLite), while it runs.
-        self._folding: threading.Thread | None = None
+        #: The checkpoints after syncs (SQLite) that may still run.
+        self._folds: list[threading.Thread] = []
         if self.dialect == "sqlite":
             _create_private(url)
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -165,34 +167,58 @@ class Store:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
     def close(self) -> None:
-        """Release every pooled connection, after the checkpoint of a sync's load."""
-        if self._folding is not None:
-            self._folding.join()
+        """Release every pooled connection, after the checkpoints of syncs."""
+        for fold in self._folds:
+            fold.join()
         self.engine.dispose()
 
     @contextmanager
-    def write(self, *, failure: str = "", bulk: bool = False) -> Iterator[Transaction]:
+    def write(self, *, failure: str = "") -> Iterator[Transaction]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success.
 
         A database error inside it rolls it back and is raised as StoreError, its
         message starting with ``failure`` (what did not happen) when given.
-
-        ``bulk`` (a sync), on SQLite: the commit leaves the write-ahead log as it is and a
-        thread folds it into the database file afterwards, as PostgreSQL's checkpointer
-        does; the commit of a million-row load otherwise waits for the whole copy (3 s of
-        a 19 s first sync of 100,000 patients). The data is committed either way.
         """
-        fold = bulk and self.dialect == "sqlite"
+        with (
+            self._errors(failure),
+            self.engine.connect().execution_options(write=True) as conn,
+            conn.begin(),
+        ):
+            yield Transaction(conn)
+
+    @contextmanager
+    def sync(self, *, failure: str = "") -> Iterator[Transaction]:
+        """The write transaction of a sync: one at a time across instances (PostgreSQL's
+        advisory lock; SQLite's write lock does it), set up for bulk work.
+
+        On SQLite the connection has a large page cache and a helper thread for sorting
+        while it lasts, and its commit leaves the write-ahead log as it is: a thread folds
+        it into the database file afterwards, as PostgreSQL's checkpointer does (the commit
+        of a million-row load otherwise waits for the whole copy: 3 s of a 19 s first sync
+        of 100,000 patients). The data is committed either way. Afterwards the connection
+        is as every other: small cache, automatic checkpoints.
+        """
+        sqlite = self.dialect == "sqlite"
         with self._errors(failure), self.engine.connect().execution_options(write=True) as conn:
-            if fold:
-                _autocheckpoint(conn, 0)
+            if sqlite:  # through the driver: SQLAlchemy would begin a transaction first
+                _pragmas(conn, wal_autocheckpoint=0, cache_size=-_BULK_CACHE_KIB, threads=1)
             try:
                 with conn.begin():
+                    if not sqlite:
+                        conn.execute(
+                            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SYNC_LOCK}
+                        )
                     yield Transaction(conn)
             finally:
-                if fold:
-                    _autocheckpoint(conn, _AUTOCHECKPOINT_PAGES)
-        if fold:
+                if sqlite:
+                    _pragmas(
+                        conn,
+                        wal_autocheckpoint=_AUTOCHECKPOINT_PAGES,
+                        cache_size=-_CACHE_KIB,
+                        threads=0,
+                        shrink_memory=None,
+                    )
+        if sqlite:
             self._fold_soon()
 
     def _fold_soon(self) -> None:
@@ -206,8 +232,9 @@ class Store:
             except sa.exc.SQLAlchemyError as exc:
                 log.warning("database.checkpoint_failed", error=describe(exc))
 
-        self._folding = threading.Thread(target=fold, name="wal-checkpoint", daemon=True)
-        self._folding.start()
+        self._folds = [t for t in self._folds if t.is_alive()]
+        self._folds.append(threading.Thread(target=fold, name="wal-checkpoint", daemon=True))
+        self._folds[-1].start()
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
@@ -319,28 +346,8 @@ class Transaction:
 
     # -- bulk work ------------------------------------------------------------------------
 
-    def lock_sync(self) -> None:
-        """Serialise syncs across instances (PostgreSQL advisory lock; SQLite's write lock does it).
-
-        On SQLite it also gives this connection a large page cache for the bulk work, and
-        a helper thread for sorting; :meth:`end_sync` gives both back.
-        """
-        if self.conn.dialect.name == "postgresql":
-            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SYNC_LOCK})
-        else:
-            self.conn.exec_driver_sql(f"PRAGMA cache_size=-{_BULK_CACHE_KIB}")
-            # A helper thread for the sorts of the indexes built after a load.
-            self.conn.exec_driver_sql("PRAGMA threads=1")
-
     def analyze(self) -> None:
         """Refresh the planner's statistics after a bulk load (PostgreSQL; autovacuum may lag or be off)."""
         if self.conn.dialect.name == "postgresql":
             self.conn.execute(sa.text("ANALYZE reminders"))
             self.conn.execute(sa.text("ANALYZE enrollments"))
-
-    def end_sync(self) -> None:
-        """Return the bulk page cache (SQLite) so an idle service stays small."""
-        if self.conn.dialect.name == "sqlite":
-            self.conn.exec_driver_sql(f"PRAGMA cache_size=-{_CACHE_KIB}")
-            self.conn.exec_driver_sql("PRAGMA threads=0")
-            self.conn.exec_driver_sql("PRAGMA shrink_memory")

@@ -200,12 +200,13 @@ def test_a_sync_that_stops_in_the_middle_stops_the_second_process(
     assert _children() == before
 
 
-def test_a_sync_leaves_the_checkpoint_to_a_thread_and_puts_automatic_checkpoints_back(
+def test_a_sync_leaves_the_checkpoint_to_a_thread_and_its_connection_as_it_was(
     shipped: Schedules, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite: the sync's commit leaves its write-ahead log to a thread to fold into the
     database file (the commit of a large load waited seconds for it); the connection it
-    used checkpoints automatically again afterwards."""
+    used checkpoints automatically again afterwards, with its small page cache and no
+    sorting thread."""
     monkeypatch.setattr(engine, "_AUTOCHECKPOINT_PAGES", 10)  # 40 KiB: a small sync is past it
     db = tmp_path / "r.db"
     store = Store(f"sqlite:///{db}")
@@ -220,10 +221,12 @@ def test_a_sync_leaves_the_checkpoint_to_a_thread_and_puts_automatic_checkpoints
         assert db.stat().st_size == schema  # the commit did not checkpoint
         with store.engine.connect() as conn:  # the pool's one connection: the sync's
             assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -engine._CACHE_KIB
+            assert conn.exec_driver_sql("PRAGMA threads").scalar() == 0
         monkeypatch.setattr(Store, "_fold_soon", unfolded)
         store._fold_soon()
-        assert store._folding is not None
-        store._folding.join()
+        for fold in store._folds:
+            fold.join()
         assert db.stat().st_size > 2 * schema  # folded
     finally:
         store.close()
