@@ -43,7 +43,6 @@ from reminders.store import (
     Transaction,
 )
 from reminders.store.enrollments import BULK_ROWS
-from reminders.store.late import Marked
 from reminders.validation import validate_parts
 from reminders.withdraw_guard import guard
 
@@ -304,15 +303,13 @@ def apply(
     plan: SyncPlan,
     now: datetime,
     advance: Callable[[int], None] | None = None,
-    marked: Marked | None = None,
 ) -> None:
     """Write a sync plan inside the sync's transaction; adds the cancellations to its report.
 
-    ``advance`` is told how many reminders each step of the insert wrote; ``marked`` holds
-    the late histories the sync's parts stored so far.
+    ``advance`` is told how many reminders each step of the insert wrote.
     """
     report = plan.report
-    tx.late.mark(plan.late, now, marked)  # before the rows that name them are inserted
+    tx.late.mark(plan.late, now)  # before the rows that name them are inserted
     tx.enrollments.upsert(plan.new, plan.changed)
     tx.enrollments.replan(plan.replans)
     cancelled = tx.enrollments.cancel(plan.dropped, now, "no longer in the plan")
@@ -383,7 +380,6 @@ def _sync(
     checked = PatientFile(path=path)  # every part's patients and problems, for the guard
     reports: list[SyncReport] = []
     planner = Planner(schedules, now)
-    marked: Marked = {}
     planned = 0
 
     def advance(rows: int) -> None:
@@ -409,7 +405,7 @@ def _sync(
             )
             planned += plan.reminder_rows
             advance(0)
-            apply(tx, plan, now, advance, marked)
+            apply(tx, plan, now, advance)
             reports.append(plan.report)
         removed = guard(stored, checked, selection.in_file, force=force, path=path)
         last = diff(

@@ -9,16 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import sqlalchemy as sa
 
 from reminders.store.schema import batches
 
+V = TypeVar("V")
+
 #: From this many rows on, PostgreSQL takes them through ``COPY`` (:func:`copy_rows`).
 COPY_ROWS: Final = 1_000
 #: How SQLAlchemy stores DATETIME on SQLite; raw inserts must write the same text.
 _SQLITE_DATETIME: Final = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class ByIdentity(Generic[V]):
+    """A value per object, by identity, the objects held so that no other takes their ``id``
+    meanwhile: a sync's plans, shared by many patients, are one list object each
+    (:class:`reminders.planning.Planner`), so they are stored or uploaded once per object."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[object, V]] = {}
+
+    def get(self, key: object) -> V | None:
+        found = self._items.get(id(key))
+        return None if found is None else found[1]
+
+    def put(self, key: object, value: V) -> None:
+        self._items[id(key)] = (key, value)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def datetime_encoder(conn: sa.Connection) -> Callable[[datetime], Any]:

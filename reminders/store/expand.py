@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from reminders.planning import PlanSlot
-from reminders.store.bulk import copy_rows, datetime_encoder
+from reminders.store.bulk import ByIdentity, copy_rows, datetime_encoder
 from reminders.store.schema import KEY_COLUMNS, REMINDERS
 
 #: The columns a sync writes of each reminder it plans.
@@ -62,9 +62,8 @@ _PATIENT_COLUMNS: Final = ("seq", "patient_id", "plan_no")
 class Load:
     """What the loads of one sync share (see :meth:`~reminders.store.enrollments.EnrollmentQueries.loading`)."""
 
-    #: Each distinct plan uploaded, by ``id``: the plan itself (held, so that no other
-    #: object takes its id meanwhile) and its number in the temporary table.
-    plans: dict[int, tuple[Sequence[PlanSlot], int]] = field(default_factory=dict)
+    #: Each distinct plan uploaded: its number in the temporary table.
+    plans: ByIdentity[int] = field(default_factory=ByIdentity)
     #: Whether the temporary tables exist.
     tables: bool = False
     #: What rebuilds the indexes the first load into the empty table dropped.
@@ -86,16 +85,14 @@ def expand(
     patient_rows: list[tuple[Any, ...]] = []
     sizes: list[int] = []
     for pid, slots in plans:
-        known = load.plans.get(id(slots))
-        if known is None:
+        number = load.plans.get(slots)
+        if number is None:
             number = len(load.plans)
-            load.plans[id(slots)] = (slots, number)
+            load.plans.put(slots, number)
             slot_rows.extend(
                 (number, i, p, m, o, c, t, db(d), db(x), s)
                 for i, (p, m, o, c, t, d, x, s) in enumerate(slots)
             )
-        else:
-            number = known[1]
         patient_rows.append((len(patient_rows), pid, number))
         sizes.append(len(slots))
     if load.tables:
@@ -136,7 +133,7 @@ def finish(conn: Connection, load: Load) -> None:
 
 
 def _create_plan_tables(conn: Connection) -> None:
-    """The temporary tables of ``_expand``, gone at the end of the transaction either way."""
+    """The temporary tables of :func:`expand`, gone at the end of the transaction either way."""
     if conn.dialect.name == "postgresql":
         stamp, tail = "timestamptz", " ON COMMIT DROP"
     else:

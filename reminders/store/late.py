@@ -26,15 +26,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from reminders.lifecycle import MessageKind, ReminderStatus
+from reminders.store.bulk import ByIdentity
 from reminders.store.schema import ENROLLMENTS, LATE_PLANS, Reminder, among
 
 #: One expired slot: protocol, milestone, occurrence, channel, template, due_at, expires_at.
 LateSlot = tuple[str, str, int, str, str, datetime, datetime]
 #: Inserts ``(patient_id, slots)`` plans as reminder rows stamped with the given time.
 Inserter = Callable[[Sequence[tuple[str, Sequence[Any]]], datetime], int]
-#: Histories stored, by the ``id`` of their slots: the slots themselves (held, so that no
-#: other object takes the id meanwhile) and their ``late_plans`` id.
-Marked = dict[int, tuple[Sequence[tuple[Any, ...]], int]]
 
 
 class LateQueries:
@@ -42,30 +40,32 @@ class LateQueries:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        #: The histories this transaction stored, by their slots: when, and their id (a
+        #: sync's parts share plans, and each is stored once).
+        self._marked: ByIdentity[tuple[datetime, int]] = ByIdentity()
 
     def mark(
-        self,
-        patients: Sequence[tuple[dict[str, Any], Sequence[tuple[Any, ...]]]],
-        now: datetime,
-        marked: Marked | None = None,
+        self, patients: Sequence[tuple[dict[str, Any], Sequence[tuple[Any, ...]]]], now: datetime
     ) -> None:
         """Store each distinct history of ``(enrollment row, slots)`` once and set the rows'
-        ``late_plan_id`` (before the rows are inserted). A sync in parts passes the same
-        ``marked`` to each: a history stored for one part is not stored again."""
-        marked = {} if marked is None else marked
-        distinct = {id(slots): slots for _, slots in patients if id(slots) not in marked}
-        if distinct:
+        ``late_plan_id`` (before the rows are inserted); one stored by this transaction
+        before, at the same time, is not stored again."""
+        new = {id(slots): slots for _, slots in patients if self._stored(slots, now) is None}
+        if new:
             rows = [
                 {"marked_at": now, "size": len(slots), "slots": _encode(slots)}
-                for slots in distinct.values()
+                for slots in new.values()
             ]
             insert = LATE_PLANS.insert().returning(LATE_PLANS.c.id, sort_by_parameter_order=True)
-            for (key, slots), plan_id in zip(
-                distinct.items(), self.conn.execute(insert, rows).scalars(), strict=True
-            ):
-                marked[key] = (slots, int(plan_id))
+            ids = self.conn.execute(insert, rows).scalars()
+            for slots, plan_id in zip(new.values(), ids, strict=True):
+                self._marked.put(slots, (now, int(plan_id)))
         for row, slots in patients:
-            row["late_plan_id"] = marked[id(slots)][1]
+            row["late_plan_id"] = self._stored(slots, now)
+
+    def _stored(self, slots: object, now: datetime) -> int | None:
+        found = self._marked.get(slots)
+        return found[1] if found is not None and found[0] == now else None
 
     def materialize(self, patient_ids: Sequence[str], insert: Inserter) -> None:
         """Turn the late history of ``patient_ids`` into reminder rows.
