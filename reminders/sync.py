@@ -377,8 +377,9 @@ def _sync(
     written: a refused sync rolls them back with the transaction."""
     stored = tx.enrollments.index()
     selection = select_records(iter_records(path, schedules), stored, schedules.fingerprint)
-    checked = PatientFile(path=path)  # every part's patients and problems, for the guard
-    reports: list[SyncReport] = []
+    report = SyncReport(unchanged=selection.unchanged)
+    # The guard needs every part: their patients, and their problems (the report's).
+    checked = PatientFile(path=path, problems=report.problems)
     planner = Planner(schedules, now)
     planned = 0
 
@@ -390,7 +391,6 @@ def _sync(
     with tx.enrollments.loading(), closing(parts):
         for part in parts:
             checked.patients.extend(part.patients)
-            checked.problems.extend(part.problems)
             changed = [p.id for p in part.patients if p.id in stored]
             existing = {r.key: r for r in tx.enrollments.reminders_of(changed)}
             plan = diff(
@@ -406,7 +406,7 @@ def _sync(
             planned += plan.reminder_rows
             advance(0)
             apply(tx, plan, now, advance)
-            reports.append(plan.report)
+            _merge(report, plan.report)
         removed = guard(stored, checked, selection.in_file, force=force, path=path)
         last = diff(
             stored,
@@ -416,12 +416,10 @@ def _sync(
             schedules=schedules,
             now=now,
             removed=removed,
+            planner=planner,
         )
         apply(tx, last, now)
-        reports.append(last.report)
-    report = SyncReport(unchanged=selection.unchanged)
-    for part_report in reports:
-        _merge(report, part_report)
+        _merge(report, last.report)
     if planned >= BULK_ROWS:
         tx.analyze()
     if report.changed or report.problems:
@@ -430,7 +428,7 @@ def _sync(
 
 
 def _merge(report: SyncReport, part: SyncReport) -> None:
-    """Add a part's report to the sync's (the unchanged count is the selection's, once)."""
+    """Add a part's report, written, to the sync's (the unchanged count is the selection's, once)."""
     for f in fields(SyncReport):
         if isinstance(value := getattr(part, f.name), list):
             getattr(report, f.name).extend(value)

@@ -61,20 +61,24 @@ def validate_parts(
     validates them, a part or more ahead: a sync writes one part while the next is checked."""
     duplicates = _duplicated(records)
     file = str(path)
-    if len(records) < PARALLEL_RECORDS or (os.cpu_count() or 1) < 2:
-        parts = _split(records, 0, size)
-        work = [[r for r in part if r.patient_id not in duplicates] for part in parts]
-        answers: Generator[list[Outcome], None, None] = (
-            _validate_chunk(file, w, schedules) for w in work
-        )
-    else:  # a short first part here, while the second process starts on the rest
-        parts = _split(records, size // FIRST_PART, size)
-        work = [[r for r in part if r.patient_id not in duplicates] for part in parts]
+    two = _two_processes(records)
+    # With two processes, a short first part here while the second starts on the rest.
+    parts = _split(records, size // FIRST_PART if two else 0, size)
+    work = [[r for r in part if r.patient_id not in duplicates] for part in parts]
+    answers: Generator[list[Outcome], None, None]
+    if two and len(work) > 1:
         theirs = _validated(file, work[1:], schedules)
         answers = _after(_validate_chunk(file, work[0], schedules), theirs)
+    else:
+        answers = (_validate_chunk(file, w, schedules) for w in work)
     with contextlib.closing(answers):  # a sync that stops early stops the second process
         for part, outcomes in zip(parts, answers, strict=True):
             yield _collect(path, part, duplicates, iter(outcomes))
+
+
+def _two_processes(records: list[RawRecord]) -> bool:
+    """Whether to validate ``records`` in two processes: enough of them, and two cores."""
+    return len(records) >= PARALLEL_RECORDS and (os.cpu_count() or 1) >= 2
 
 
 def _split(records: list[RawRecord], first: int, size: int) -> list[list[RawRecord]]:
@@ -134,7 +138,7 @@ def _collect(
 def _validate_all(file: str, records: list[RawRecord], schedules: Schedules) -> list[Outcome]:
     """:func:`validate_record` of each record, in order; the last part of a large file
     (:data:`WORKER_SHARE`) in a second process meanwhile (most of a large sync's CPU)."""
-    if len(records) < PARALLEL_RECORDS or (os.cpu_count() or 1) < 2:  # two processes
+    if not _two_processes(records):
         return _validate_chunk(file, records, schedules)
     split = len(records) - int(len(records) * WORKER_SHARE)
     theirs = _validated(file, [records[split:]], schedules)

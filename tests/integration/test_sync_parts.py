@@ -7,6 +7,8 @@ written, still leaves the database as it was. These tests force small parts.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from datetime import date, timedelta
 from pathlib import Path
@@ -272,3 +274,30 @@ def test_a_failed_copy_is_a_store_error_without_the_values(
             )
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["collector on", "collector off"])
+@pytest.mark.parametrize("fails", [False, True], ids=["sync done", "sync failed"])
+def test_a_sync_pauses_the_cycle_collector_and_leaves_it_as_it_was(
+    enabled: bool, fails: bool, store: Store, shipped: Schedules, tmp_path: Path
+) -> None:
+    """The collector is off while a sync runs (it walked the sync's objects again and
+    again), and as it was after it, done or failed: a service left without it would grow."""
+    seen: list[bool] = []
+
+    def progress(_stage: str, _advance: int, _total: int) -> None:
+        seen.append(gc.isenabled())
+        if fails:
+            raise RuntimeError("planted")
+
+    gc.enable() if enabled else gc.disable()
+    try:
+        with contextlib.suppress(RuntimeError):
+            sync_patients(
+                store, shipped, patients_file(tmp_path / "a.csv", 20), NOW, progress=progress
+            )
+        assert seen
+        assert not any(seen)
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable()
